@@ -1,0 +1,120 @@
+"""Search spaces as data: every shipped file loads; bad files give errors naming file and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+
+from study.model import LeNetConfig
+from study.space import SpaceError, load_space, resolve_config
+from study.variants import VARIANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE_FILES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+def test_the_three_documented_spaces_are_shipped():
+    assert {p.name for p in SPACE_FILES} >= {"lenet.yaml", "documented.yaml", "smoke.yaml"}
+
+
+@pytest.mark.parametrize("path", SPACE_FILES, ids=lambda p: p.name)
+def test_every_space_file_loads_and_builds_hyperparameters(path):
+    space = load_space(path)
+    hp = space.hyperparameters()
+    assert isinstance(hp, kt.HyperParameters)
+    assert {h.name for h in hp.space} == set(space.knobs)
+    # The default trial (first choice of each knob) must be a buildable LeNet.
+    config = resolve_config({k: v for k, v in hp.values.items() if hp.is_active(k)}, space.settings)
+    assert isinstance(config, LeNetConfig)
+
+
+def test_lenet_space_covers_the_issue_knobs():
+    space = load_space(ROOT / "search_spaces/lenet.yaml")
+    for knob in ("activation", "pooling", "c1_padding", "kernel_size", "c5", "dense_units", "optimizer",
+                 "learning_rate", "batch_size"):
+        assert knob in space.knobs
+    assert space.knobs["kernel_size"]["values"] == [5, 3]
+    assert space.knobs["learning_rate"]["sampling"] == "log"
+    assert space.knobs["momentum"]["when"] == {"optimizer": ["sgd"]}
+    hp = space.hyperparameters()
+    hp.values["optimizer"] = "adam"
+    assert not hp.is_active("momentum")
+    hp.values["optimizer"] = "sgd"
+    assert hp.is_active("momentum")
+    assert space.settings.tuner == "hyperband"
+
+
+def test_documented_space_is_every_variant_with_two_seeds():
+    space = load_space(ROOT / "search_spaces/documented.yaml")
+    assert space.knobs["variant"]["values"] == list(VARIANTS)
+    assert space.size() == len(VARIANTS) * 2
+    config = resolve_config({"variant": "subclass-relu", "seed": 1}, space.settings)
+    # The variant's own recipe, epochs capped by the study (80 → 10), patience as documented.
+    assert config == VARIANTS["subclass-relu"].config.replace(epochs=10, seed=1)
+    assert config.patience == 5
+
+
+def test_size_counts_discrete_configurations(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("space:\n  activation: {choice: [relu, tanh]}\n  batch_size: {int: [32, 128], step: 32}\n"
+                    "  kernel_size: {fixed: 3}\n")
+    assert load_space(path).size() == 2 * 4 * 1
+
+
+BAD_SPACES = [
+    ("space:\n  activaton: {choice: [relu]}\n", ["space.activaton", "unknown knob", "activation"]),
+    ("space:\n  activation: {choice: []}\n", ["space.activation.choice", "non-empty"]),
+    ("space:\n  activation: {choice: [relu, swish]}\n", ["space.activation.choice", "'swish'", "sigmoid, tanh, relu"]),
+    ("space:\n  learning_rate: {float: [0.1, 0.001]}\n", ["space.learning_rate.float", "reversed", "min < max"]),
+    ("space:\n  learning_rate: {float: [0.0, 0.1], sampling: log}\n", ["space.learning_rate.sampling", "min > 0"]),
+    ("space:\n  batch_size: {int: [32, 64.5]}\n", ["space.batch_size.int", "integers"]),
+    ("space:\n  batch_size: {choice: [32, big]}\n", ["space.batch_size.choice", "'big'", "not an integer"]),
+    ("space:\n  learning_rate: {int: [1, 2]}\n", ["space.learning_rate", "use float"]),
+    ("space:\n  activation: {float: [0, 1]}\n", ["space.activation", "categorical"]),
+    ("space:\n  momentum: {float: [0, 0.9], when: {optimizer: sgd}}\n", ["space.momentum.when", "listed above"]),
+    ("space:\n  optimizer: {choice: [adam]}\n  momentum: {float: [0, 0.9], when: {optimizer: sgd}}\n",
+     ["space.momentum.when.optimizer", "'sgd'", "adam"]),
+    ("space:\n  activation: {choice: [relu], smapling: log}\n", ["space.activation", "'smapling'"]),
+    ("space:\n  variant: {choice: [lenet-6]}\n", ["space.variant.choice", "tf2-classic"]),
+    ("space:\n  dense_units: {choice: [[84], [0]]}\n", ["space.dense_units.choice", "[0]"]),
+    ("study:\n  tuner: genetic\nspace:\n  activation: {choice: [relu]}\n", ["study.tuner", "hyperband"]),
+    ("study:\n  epochs: 0\nspace:\n  activation: {choice: [relu]}\n", ["study.epochs", "at least 1"]),
+    ("study:\n  dataset: cifar10\nspace:\n  activation: {choice: [relu]}\n", ["study.dataset", "mnist-5k"]),
+    ("study:\n  trails: 3\nspace:\n  activation: {choice: [relu]}\n", ["study.trails", "unknown setting"]),
+    ("study:\n  tuner: grid\nspace:\n  learning_rate: {float: [0.001, 0.1]}\n", ["study.tuner", "discrete"]),
+    ("space: [1, 2]\n", ["space:", "mapping of knobs"]),
+    ("space:\n  activation: {choice: [relu]\n", ["not valid YAML", "line"]),
+    ("spaces:\n  activation: {choice: [relu]}\n", ["unknown section 'spaces'"]),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD_SPACES, ids=[w[0] for _, w in BAD_SPACES])
+def test_bad_spaces_name_the_file_the_key_and_what_is_allowed(tmp_path, text, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_space_command_prints_the_space_or_a_one_line_error(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "study.cli", "space", str(ROOT / "search_spaces/documented.yaml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "variant" in ok.stdout and "size: 12 configurations" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space:\n  kernel_size: {choice: [3, 7]}\n")
+    out = subprocess.run([sys.executable, "-m", "study.cli", "space", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"lenet-study: error: {bad}: space.kernel_size.choice: 7 is not allowed; allowed: 3, 5"
+    ]
+    assert "Traceback" not in out.stderr
