@@ -86,7 +86,8 @@ class StudyRuns:
     trials: pd.DataFrame
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
-    n_child_runs: int = 0  # child runs before deduplication
+    n_child_runs: int = 0  # child runs of the latest search before deduplication
+    n_earlier_search_runs: int = 0  # child runs of earlier searches (before `search --fresh`), left out
 
     @property
     def parent_run_id(self) -> str:
@@ -163,10 +164,10 @@ def _client(tracking_uri: str):
 
 
 def _resolve_uri(tracking_uri: str | None) -> str:
-    import mlflow
+    """The same store the search writes to (study.tracking): explicit, else $MLFLOW_TRACKING_URI, else ./mlflow.db."""
+    from .tracking import tracking_uri as resolve
 
-    with _tracking(tracking_uri):
-        return mlflow.get_tracking_uri()
+    return resolve(tracking_uri)
 
 
 def _study_experiments(client) -> dict[str, str]:
@@ -224,13 +225,16 @@ def _text(value: Any) -> str | None:
 
 
 def load_study(study: str, tracking_uri: str | None = None) -> StudyRuns:
-    """Read study `study` from the store at `tracking_uri` (default: MLflow's current one).
+    """Read study `study` from the store at `tracking_uri` (default: $MLFLOW_TRACKING_URI, else
+    ./mlflow.db, as for the search).
 
-    Trials are the child runs of ALL the study's parent runs (a study resumed or
-    rerun has several), deduplicated by TRIAL_ID: for each id the latest
-    completed run is kept, else the latest run. Settings and provenance come from
-    the latest parent run that has children. Raises ReportError for an unknown
-    study and for a study without a single completed trial.
+    The parent run that sets the scene is the latest one that has child runs;
+    settings and provenance come from it and the report is attached to it. A
+    study has one parent per invocation: trials are the child runs of every
+    parent of the same search (SEARCH_ID tag; `search --fresh` starts a new
+    one, and earlier searches are left out), deduplicated by TRIAL_ID: for each
+    id the latest completed run is kept, else the latest run. Raises
+    ReportError for an unknown study and for a study without a completed trial.
     """
     import mlflow
 
@@ -247,11 +251,18 @@ def load_study(study: str, tracking_uri: str | None = None) -> StudyRuns:
     with _tracking(uri):
         df = mlflow.search_runs(experiment_ids=[experiment_id], max_results=100_000)
     role = _col(df, f"tags.{schema.ROLE}")
-    parents = df[role == schema.ROLE_STUDY].sort_values("start_time").reset_index(drop=True)
-    parent_ids = set(parents["run_id"])
-    children = df[_col(df, "tags.mlflow.parentRunId").isin(parent_ids) & (role != schema.ROLE_STUDY)]
+    parents = df[role == schema.ROLE_STUDY].sort_values("start_time", kind="stable").reset_index(drop=True)
+    parent_of = _col(df, "tags.mlflow.parentRunId")
+    children = df[parent_of.isin(set(parents["run_id"])) & (role != schema.ROLE_STUDY)]
     if children.empty:
         raise ReportError(f"study {study!r} has no trials yet (no child runs under its {len(parents)} parent run(s))")
+    # The latest search: the SEARCH_ID of the latest parent with children ("" when untagged).
+    search_ids = _col(parents, f"tags.{schema.SEARCH_ID}").map(lambda v: _text(v) or "")
+    latest = parents[parents["run_id"].isin(set(children["tags.mlflow.parentRunId"]))].index[-1]
+    same_search = search_ids == search_ids.loc[latest]
+    n_earlier = int(children["tags.mlflow.parentRunId"].isin(set(parents.loc[~same_search, "run_id"])).sum())
+    parents = parents[same_search].reset_index(drop=True)
+    children = children[children["tags.mlflow.parentRunId"].isin(set(parents["run_id"]))]
 
     trials = _trials_frame(children)
     n_child_runs = len(trials)
@@ -286,6 +297,7 @@ def load_study(study: str, tracking_uri: str | None = None) -> StudyRuns:
         histories=histories,
         datasets=_datasets(client, str(parent["run_id"])),
         n_child_runs=n_child_runs,
+        n_earlier_search_runs=n_earlier,
     )
 
 
@@ -599,7 +611,7 @@ def plot_variant_accuracy(runs: StudyRuns):
     table = table[table["n"] > 0].reset_index(drop=True)
     if table.empty:
         return None
-    fig, ax = _figure(max(7.0, 1.5 * len(table) + 2), 5.0)
+    fig, ax = _figure(max(7.5, 1.6 * len(table) + 2.5), 5.5)
     x = np.arange(len(table))
     width = 0.38
     has_test = table["test_mean"].notna().any()
@@ -624,9 +636,9 @@ def plot_variant_accuracy(runs: StudyRuns):
                     va="bottom", fontsize=8, color="white", fontweight="bold")
     ax.set_xticks(x, table["variant"], rotation=15, ha="right")
     ax.set_ylabel(f"accuracy (axis starts at {low:.2f})" if low > 0 else "accuracy")
-    ax.set_title(f"Documented variants in '{runs.study}': mean over seed replicates, error bars = std")
+    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seed replicates; error bars: sample std")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
 
@@ -663,9 +675,13 @@ def plot_learning_curves(runs: StudyRuns, metric: str = "val_accuracy"):
         drawn += 1
     if not drawn:
         return None
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{metric.replace('_', ' ').capitalize()} per epoch (mean over seeds; band: min to max)")
+    pretty = metric.replace("val_", "validation ").replace("_", " ")
+    ax.set_ylabel(pretty)
+    ax.set_title(f"{pretty.capitalize()} per epoch of each documented variant\nmean over seed replicates; band: min to max")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     return fig
@@ -690,16 +706,16 @@ def plot_best_so_far(runs: StudyRuns):
     left.step(bsf["trial_number"], bsf["best_so_far"], where="post", color="C3", lw=2, label="best so far")
     left.set_xlabel("trial number (in start order)")
     left.set_ylabel("best validation accuracy")
-    left.set_title("Best so far by trial")
+    left.set_title("Best so far by trial" + ("\n" if len(runs.parents) > 1 else ""))
     timed = bsf.dropna(subset=["elapsed_s"]).sort_values("elapsed_s")
     scale, unit = _time_unit(float(timed["elapsed_s"].max()) if len(timed) else 0.0)
     tdone = timed[timed["state"] == COMPLETED]
     right.scatter(tdone["elapsed_s"] / scale, tdone["best_val_accuracy"], s=18, color="0.6", label="completed trial")
     right.step(timed["elapsed_s"] / scale, timed["best_so_far_at_time"], where="post", color="C3", lw=2,
                label="best so far")
-    gaps = " (idle time between invocations removed)" if len(runs.parents) > 1 else ""
-    right.set_xlabel(f"wall time since the study started, at trial end ({unit}){gaps}")
-    right.set_title("Best so far by wall time")
+    right.set_xlabel(f"wall time at trial end ({unit})")
+    gaps = "\n(from the study's start; idle time between invocations left out)" if len(runs.parents) > 1 else ""
+    right.set_title(f"Best so far by wall time{gaps}")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=9)
@@ -748,7 +764,7 @@ def plot_knob(runs: StudyRuns, knob: str):
                    medianprops={"color": "C1"})
         for i, g in enumerate(groups):
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(g)), g, s=16, color="C0", alpha=0.7, zorder=3)
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats])
+        ax.set_xticks(range(len(cats)), [f"{c}\n(n={len(g)})" for c, g in zip(cats, groups)])
         ax.scatter([cats.index(best[knob])], [best["best_val_accuracy"]], marker="*", s=180, color="C3",
                    zorder=4, label=f"best: trial {best['trial_id']}")
     else:
@@ -762,7 +778,7 @@ def plot_knob(runs: StudyRuns, knob: str):
     ax.set_ylabel("best validation accuracy")
     ax.set_title(f"{knob}: validation accuracy of {len(done)} completed trials")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="best", fontsize=9)
     return fig
 
 
@@ -893,21 +909,26 @@ def _settings_section(runs: StudyRuns) -> list[str]:
     params = runs.parent_params
     tags = runs.parent_tags
     lines = ["## Study settings", ""]
+    earlier = (f" Child runs of earlier searches (before `search --fresh`) are left out: "
+               f"{runs.n_earlier_search_runs}." if runs.n_earlier_search_runs else "")
     lines.append(
         f"From parent run [`{runs.parent_run_id}`]({run_url(runs.experiment_id, runs.parent_run_id)}) "
-        f"(started {runs.parent['start_time']:%Y-%m-%d %H:%M UTC}, status {runs.parent['status']}); "
-        f"the study has {len(runs.parents)} parent run(s) (invocations)."
+        f"(started {runs.parent['start_time']:%Y-%m-%d %H:%M UTC}, status {runs.parent['status']}), the latest "
+        f"of {len(runs.parents)} parent run(s) (invocations) of this search.{earlier}"
     )
     lines.append("")
     if params:
         lines.append(_md_table(["param", "value"], [[k, f"`{v}`"] for k, v in sorted(params.items())]))
     else:
         lines.append("The parent run records no params.")
-    shown = [
-        ("space file", schema.SPACE_FILE), ("space digest", schema.SPACE_DIGEST),
-        ("git commit", schema.GIT_COMMIT), ("command", schema.COMMAND),
+    named = [
+        ("space file", schema.SPACE_FILE), ("space digest", schema.SPACE_DIGEST), ("git commit", schema.GIT_COMMIT),
+        ("command", schema.COMMAND), ("search id", schema.SEARCH_ID),
     ]
-    rows = [[label, f"`{tags[key]}`"] for label, key in shown if key in tags]
+    rows = [[label, f"`{tags[key]}`"] for label, key in named if key in tags]
+    skip = {key for _, key in named} | {schema.ROLE, schema.STUDY}
+    rows += [[key, f"`{value}`"] for key, value in sorted(tags.items())
+             if key.startswith("lenet.") and key not in skip and not key.startswith(schema.DATA_PREFIX)]
     if rows:
         lines += ["", _md_table(["tag", "value"], rows)]
     return lines + [""]
@@ -915,16 +936,20 @@ def _settings_section(runs: StudyRuns) -> list[str]:
 
 def _provenance_section(runs: StudyRuns) -> list[str]:
     lines = ["## Data provenance", ""]
-    source_tag = runs.parent_tags.get(schema.DATA_SOURCE)
-    lines.append(f"Data source (`{schema.DATA_SOURCE}` tag): `{source_tag}`" if source_tag
-                 else f"No `{schema.DATA_SOURCE}` tag on the parent run.")
+    data_tags = {k[len(schema.DATA_PREFIX):]: v for k, v in runs.parent_tags.items() if k.startswith(schema.DATA_PREFIX)}
+    if data_tags:
+        lines.append(f"Parent run tags `{schema.DATA_PREFIX}*`:")
+        lines += ["", _md_table(["", "value"], [[k, f"`{v}`"] for k, v in data_tags.items()])]
+    else:
+        lines.append(f"No `{schema.DATA_PREFIX}*` tags on the parent run.")
     lines.append("")
     if runs.datasets:
+        lines.append("Dataset inputs of the parent run (MLflow dataset lineage):")
         rows = []
         for d in runs.datasets:
             rows.append([d["name"], d["context"] or "—", f"`{d['digest']}`", d["source_type"],
                          f"`{d['source']}`", f"`{d['profile']}`" if d["profile"] else "—"])
-        lines.append(_md_table(["dataset", "context", "digest", "source type", "source", "profile"], rows))
+        lines += ["", _md_table(["dataset", "context", "digest", "source type", "source", "profile"], rows)]
     else:
         lines.append("The parent run logged no dataset input.")
     return lines + [""]
@@ -1186,6 +1211,9 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
             nb = inject_parameters(nbformat.read(source, as_version=4), study=study, tracking_uri=uri)
             km = KernelManager(kernel_name="lenet-study",
                                kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+            if os.name == "posix":  # local sockets in the temp dir: no TCP ports, no plain-text warning
+                km.transport = "ipc"
+                km.ip = str(Path(tmp) / f"{name}-ipc")
             client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="lenet-study",
                                     resources={"metadata": {"path": os.getcwd()}})
             try:
@@ -1193,6 +1221,9 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
             except CellExecutionError as exc:
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise ReportError(f"notebook {source.name} failed for study {study!r}: {first}") from exc
+            finally:  # nbclient leaves a kernel manager it did not create running
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
             body, _ = HTMLExporter().from_notebook_node(nb)
             target = out / f"{name}.html"
             target.write_text(body, encoding="utf-8")

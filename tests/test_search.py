@@ -1,0 +1,226 @@
+"""End to end: a smoke study on a few hundred real digits, tracked in a temporary MLflow store."""
+
+from __future__ import annotations
+
+import glob
+import math
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from study import schema
+from study.cli import main as cli_main
+from study.model import LeNetConfig
+from study.search import run_search
+from study.space import load_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+CONFIG_FIELDS = set(LeNetConfig().to_params())
+
+
+@pytest.fixture(autouse=True)
+def _restore_tracking_uri():
+    before = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+def _search(tmp_path, space_path=SMOKE, **overrides):
+    space = load_space(space_path)
+    fresh = overrides.pop("fresh", False)
+    settings = space.settings.override(**overrides)
+    lines = []
+    result = run_search(
+        space, settings, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", log_dir=tmp_path / "logs",
+        fresh=fresh, command="pytest", echo=lines.append,
+    )
+    return result, lines
+
+
+def _runs(tmp_path, study, role):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(study)
+    return client, client.search_runs([exp.experiment_id], f"tags.`{schema.ROLE}` = '{role}'", max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    result, lines = _search(tmp_path)
+    return tmp_path, result, lines
+
+
+def test_parent_run_records_the_study(smoke):
+    tmp_path, result, _ = smoke
+    client, parents = _runs(tmp_path, "smoke", schema.ROLE_STUDY)
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.run_id == result.parent_run_id
+    assert parent.info.status == "FINISHED"
+    tags, params, metrics = parent.data.tags, parent.data.params, parent.data.metrics
+    assert tags[schema.SPACE_DIGEST] == load_space(SMOKE).digest
+    assert tags[schema.GIT_COMMIT] and tags[schema.COMMAND] == "pytest"
+    assert params["tuner"] == "random" and params["max_trials"] == "2" and params["dataset"] == "mnist-5k"
+    assert tags[f"{schema.DATA_PREFIX}resolved"] == "mnist-5k"
+    # The dataset through MLflow's lineage API.
+    inputs = client.get_run(parent.info.run_id).inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.name == "mnist-5k" and inputs[0].dataset.digest
+    # Test metrics and the best model on the parent; the space file attached.
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["best_val_accuracy"] == pytest.approx(result.best_val_accuracy)
+    artifacts = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert {"best_model.keras", "space"} <= artifacts
+    assert [f.path for f in client.list_artifacts(parent.info.run_id, "space")] == ["space/smoke.yaml"]
+
+
+def test_one_child_per_trial_with_every_knob_and_metric_history(smoke):
+    tmp_path, result, _ = smoke
+    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    assert len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {result.parent_run_id}
+    assert len({c.data.tags[schema.TRIAL_ID] for c in children}) == 2
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert CONFIG_FIELDS <= set(child.data.params)
+        # Any run can be rebuilt from its parameters alone.
+        config = LeNetConfig.from_params(child.data.params)
+        assert config.batch_size == 64 and config.epochs == 1 and config.activation in ("relu", "tanh")
+        m = child.data.metrics
+        for key in ("best_val_accuracy", "best_val_loss", "param_count", "epochs_run", "wall_time_s"):
+            assert key in m
+        assert m["param_count"] == 61706
+        assert child.data.tags[schema.STOP_REASON] == "max_epochs"
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [h.step for h in history] == [0]
+        assert history[0].value == pytest.approx(m["best_val_accuracy"])
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == 1
+    best = max(children, key=lambda c: c.data.metrics["best_val_accuracy"])
+    assert "test_accuracy" in best.data.metrics  # only the chosen model saw the test set
+    assert sum("test_accuracy" in c.data.metrics for c in children) == 1
+
+
+def test_tensorboard_event_files_per_trial_with_hparams(smoke):
+    tmp_path, _, _ = smoke
+    from tensorboard.backend.event_processing import event_accumulator
+
+    trial_dirs = sorted(p for p in (tmp_path / "logs" / "smoke").iterdir() if p.is_dir())
+    assert len(trial_dirs) == 2
+    for trial_dir in trial_dirs:
+        acc = event_accumulator.EventAccumulator(str(trial_dir / "execution0"))
+        acc.Reload()
+        assert acc.PluginTagToContent("hparams")  # keras-tuner wrote the HParams session data
+        val = event_accumulator.EventAccumulator(str(trial_dir / "execution0" / "validation"))
+        val.Reload()
+        assert "epoch_accuracy" in val.Tags()["tensors"] or "epoch_accuracy" in val.Tags()["scalars"]
+
+
+def test_progress_lines(smoke):
+    _, _, lines = smoke
+    trial_lines = [line for line in lines if line.startswith("[")]
+    assert len(trial_lines) == 2
+    assert trial_lines[0].startswith("[1/2] trial ") and "val_acc 0." in trial_lines[0] and "left" in trial_lines[0]
+    assert trial_lines[1].startswith("[2/2] trial ") and "best 0." in trial_lines[1]
+
+
+def test_best_model_loads_with_keras_and_mlflow(smoke):
+    tmp_path, result, _ = smoke
+    import keras
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    path = client.download_artifacts(result.parent_run_id, "best_model.keras", str(tmp_path))
+    model = keras.models.load_model(path)
+    assert model.count_params() == 61706
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    pyfunc = mlflow.keras.load_model(f"runs:/{result.parent_run_id}/best_model")
+    x = np.zeros((2, 28, 28, 1), dtype="float32")
+    np.testing.assert_allclose(pyfunc.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_predict_classifies_a_png(smoke, monkeypatch, capsys):
+    tmp_path, result, _ = smoke
+    from PIL import Image
+
+    from study.data import load_dataset
+
+    ds = load_dataset("mnist-5k")
+    image = tmp_path / "digit.png"
+    Image.fromarray(ds.x_test[0, :, :, 0]).resize((56, 56)).save(image)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    assert cli_main(["predict", str(image), "--study", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{image}: class ") and f"run {result.parent_run_id}" in out
+    probs = [float(p.split(":")[1]) for p in out.split("[")[1].split("]")[0].split()]
+    assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=0.01)
+    # A child run holds no model: a one-line error, exit code 2.
+    _, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    assert cli_main(["predict", str(image), "--run", children[0].info.run_id]) == 2
+    assert "holds no best_model.keras" in capsys.readouterr().err
+    assert cli_main(["predict", str(tmp_path / "missing.png")]) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path):
+    _search(tmp_path)
+    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    assert len(children) == 2
+    # A process killed mid-trial leaves a RUNNING run behind.
+    exp = client.get_experiment_by_name("smoke")
+    orphan = client.create_run(exp.experiment_id, tags={schema.ROLE: schema.ROLE_TRIAL}).info.run_id
+    result, lines = _search(tmp_path, max_trials=3)
+    assert any("resuming: 2 trial(s)" in line for line in lines)
+    assert client.get_run(orphan).info.status == "KILLED"
+    _, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 3 and len({c.data.tags[schema.TRIAL_ID] for c in finished}) == 3
+    _, parents = _runs(tmp_path, "smoke", schema.ROLE_STUDY)
+    assert len(parents) == 2  # one parent per invocation
+    # Nothing left to do: no new trial, nothing logged twice.
+    _search(tmp_path, max_trials=3)
+    _, again = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    assert len([c for c in again if c.info.status == "FINISHED"]) == 3
+    # --fresh starts over under a new search id; earlier runs stay in the store.
+    _search(tmp_path, fresh=True)
+    _, after = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    search_ids = {c.data.tags[schema.SEARCH_ID] for c in after if c.info.status == "FINISHED"}
+    assert len(after) == len(again) + 2 and len(search_ids) == 2
+
+
+def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path):
+    space_file = tmp_path / "faults.yaml"
+    space_file.write_text(
+        "study:\n  dataset: mnist-5k\n  train_samples: 300\n  tuner: grid\n  max_trials: 10\n  epochs: 1\n"
+        "  patience: 0\n  val_fraction: 0.25\n"
+        "space:\n  c1_padding: {choice: [same, valid]}\n  optimizer: {fixed: sgd}\n"
+        "  input_scaling: {fixed: raw}\n  activation: {fixed: relu}\n"
+        "  learning_rate: {choice: [0.001, 100000.0]}\n  batch_size: {fixed: 64}\n"
+    )
+    result, lines = _search(tmp_path, space_path=space_file)
+    client, children = _runs(tmp_path, "faults", schema.ROLE_TRIAL)
+    assert len(children) == 4
+    by_status = {}
+    for child in children:
+        by_status.setdefault(child.data.tags[schema.TRIAL_STATUS], []).append(child)
+    assert len(by_status["COMPLETED"]) == 1 and len(by_status["FAILED"]) == 3
+    reasons = sorted(c.data.tags[schema.FAILURE_REASON] for c in by_status["FAILED"])
+    assert reasons[0].startswith("diverged: the loss became NaN")
+    assert all(r.startswith("impossible configuration: C5") for r in reasons[1:])
+    nan_run = next(c for c in by_status["FAILED"] if c.data.tags[schema.STOP_REASON] == "nan")
+    assert nan_run.info.status == "FAILED" and nan_run.data.params["learning_rate"] == "100000.0"
+    _, parents = _runs(tmp_path, "faults", schema.ROLE_STUDY)
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["n_trials_failed"] == 3 and parents[0].data.metrics["n_trials_completed"] == 1
+    assert result.completed == 1 and math.isfinite(result.test_accuracy)
+    assert sum("FAILED" in line for line in lines) == 3
+
+
+def test_search_command_gives_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["search", str(SMOKE), "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "lenet-study: error: command line: study.dataset: 'cifar10' is not allowed; allowed: mnist, fashion_mnist, mnist-5k"
+    assert cli_main(["search", "nope.yaml"]) == 2
+    assert "nope.yaml: cannot read the space file" in capsys.readouterr().err
+    assert not glob.glob(str(tmp_path / "mlflow.db"))  # nothing was started
