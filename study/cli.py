@@ -76,7 +76,7 @@ def cmd_search(args) -> int:
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
         executions_per_trial=args.executions_per_trial, seed=args.seed,
     )
-    if args.workers not in (None, "1", 1):
+    if args.workers not in (None, "1", 1) or getattr(args, "oracle_bind", None):
         from .distributed import run_distributed
 
         return run_distributed(args, space, settings)
@@ -85,6 +85,12 @@ def cmd_search(args) -> int:
     )
     print(f"done: {result.completed} trial(s) completed, {result.failed} failed; browse with `make ui`: {result.ui_link}")
     return 0
+
+
+def cmd_worker(args) -> int:
+    from .distributed import run_worker
+
+    return run_worker(args)
 
 
 def cmd_predict(args) -> int:
@@ -152,7 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
     s.add_argument("--log-dir", default="logs", help="TensorBoard and tuner state folder (default: logs)")
     s.add_argument("--workers", default="1", help="trials in parallel on this machine: N or auto")
+    s.add_argument("--oracle-bind", metavar="HOST[:PORT]",
+                   help="serve the oracle to remote workers on this address (default: 127.0.0.1, any free port); "
+                        "no authentication: private networks only. With --workers 0: the chief only")
     s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("worker", help="join a study whose chief (search --oracle-bind) runs on another machine")
+    s.add_argument("--oracle", required=True, metavar="HOST:PORT", help="the chief's oracle address")
+    s.add_argument("--study", required=True, help="the study's name (its MLflow experiment)")
+    s.add_argument("--space", help="the chief's space file (default: the path the chief recorded); must be identical")
+    s.add_argument("--parent-run-id", help="the study's parent run (default: its newest RUNNING parent run)")
+    s.add_argument("--tuner-id", help="this worker's id; restart a worker under the same id (default: the host name)")
+    s.add_argument("--workers", default="1", help="worker processes on this machine: N or auto (one per core)")
+    s.add_argument("--threads", type=int, help="TensorFlow threads per worker process (default: cores / workers)")
+    s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
+    s.add_argument("--log-dir", default="logs", help="TensorBoard and tuner folder, shared with the chief")
+    s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("predict", help="classify a grayscale image with a study's best model")
     s.add_argument("image")
@@ -181,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling")
     s.add_argument("--data-dir")
     s.add_argument("--dataset", default="mnist")
-    s.add_argument("--trials", type=int, default=3)
-    s.add_argument("--epochs", type=int, default=2)
-    s.add_argument("--train-samples", type=int, default=20000)
+    s.add_argument("--trials", type=int, default=3, help="trials per side (at most 3)")
+    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--train-samples", type=int, default=None, help="subsample the training set (default: all)")
     s.add_argument("--workers", action="store_true", help="also measure 2 workers vs 1")
     s.set_defaults(func=cmd_bench)
     return p
