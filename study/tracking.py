@@ -188,7 +188,7 @@ class StudyTracker:
 
         source = CodeDatasetSource(tags={"source": provenance.source, "resolved": provenance.resolved})
         dataset = mlflow.data.from_numpy(
-            features=ds.x_train[:1], targets=ds.y_train[:1], source=source,
+            features=ds.x_train, targets=ds.y_train, source=source,
             name=provenance.name, digest=provenance.digest[:36],
         )
         self.client.log_inputs(
@@ -228,14 +228,6 @@ class StudyTracker:
         return run_id
 
     def finish_trial(self, run_id: str, summary: TrialSummary, extra: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), now, int(step))
-            for key, points in summary.history.items()
-            for step, value in points
-        ]
         scalars = {
             "best_val_accuracy": summary.best_val_accuracy,
             "best_val_loss": summary.best_val_loss,
@@ -250,40 +242,36 @@ class StudyTracker:
                 values = [e[key] for e in summary.per_execution]
                 scalars[f"{key}_mean"] = float(np.mean(values))
                 scalars[f"{key}_std"] = float(np.std(values, ddof=1))
-        metrics += [Metric(k, float(v), now, 0) for k, v in scalars.items()]
-        for start in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
-            self.client.log_batch(run_id, metrics=metrics[start:start + 900])
+        self._log_summary(run_id, summary, scalars)
         self.client.set_tag(run_id, schema.STOP_REASON, summary.stop_reason)
         self.client.set_tag(run_id, schema.TRIAL_STATUS, "COMPLETED")
         self.client.set_terminated(run_id, status="FINISHED")
 
     def fail_trial(self, run_id: str, reason: str, stop_reason: str, summary: TrialSummary | None = None,
                    extra: dict[str, float] | None = None) -> None:
-        from mlflow.entities import Metric
-
-        if summary is not None:
-            now = int(time.time() * 1000)
-            metrics = [
-                Metric(key, float(value), now, int(step))
-                for key, points in summary.history.items()
-                for step, value in points
-            ] + [Metric(k, float(v), now, 0) for k, v in (extra or {}).items()]
-            for start in range(0, len(metrics), 900):
-                self.client.log_batch(run_id, metrics=metrics[start:start + 900])
+        self._log_summary(run_id, summary, extra or {})
         self.client.set_tag(run_id, schema.TRIAL_STATUS, "FAILED")
         self.client.set_tag(run_id, schema.FAILURE_REASON, reason[:4000])
         self.client.set_tag(run_id, schema.STOP_REASON, stop_reason)
         self.client.set_terminated(run_id, status="FAILED")
+
+    def _log_summary(self, run_id: str, summary: TrialSummary | None, scalars: dict[str, float]) -> None:
+        """Per-epoch histories (step = epoch) and scalar metrics, in batches MLflow accepts."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        history = summary.history if summary is not None else {}
+        metrics = [Metric(key, float(value), now, int(step)) for key, points in history.items() for step, value in points]
+        metrics += [Metric(k, float(v), now, 0) for k, v in scalars.items()]
+        for start in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[start:start + 900])
 
     def kill_trial(self, run_id: str) -> None:
         self.client.set_tag(run_id, schema.TRIAL_STATUS, "KILLED")
         self.client.set_terminated(run_id, status="KILLED")
 
     def _log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self._log_summary(run_id, None, metrics)
 
     def log_trial_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         self._log_metrics(run_id, metrics)
