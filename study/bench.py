@@ -90,11 +90,12 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
 
 
 def run_bench(args) -> int:
-    print("== tracking overhead: same trials, tracked search vs bare model.fit, one process")
-    bench_tracking(args)
-    if getattr(args, "workers", False):
+    if args.only in (None, "tracking"):
+        print("== tracking overhead: same trials, tracked search vs bare model.fit, one process")
+        bench_tracking(args)
+    if args.only in (None, "workers"):
         from .distributed import bench_workers
 
-        print("== worker scaling: 1 worker x 2 threads vs 2 workers x 1 thread")
+        print("== worker scaling: the same trials, 1 worker x 2 threads vs 2 workers x 1 thread")
         bench_workers(args)
     return 0

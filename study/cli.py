@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, default=3, help="trials per side (at most 3)")
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--train-samples", type=int, default=None, help="subsample the training set (default: all)")
-    s.add_argument("--workers", action="store_true", help="also measure 2 workers vs 1")
+    s.add_argument("--only", choices=["tracking", "workers"], help="run one benchmark (default: both)")
     s.set_defaults(func=cmd_bench)
     return p
 
@@ -216,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "mlflow", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
     logging.getLogger("study").setLevel(logging.INFO)
+    if args.verbose and args.command in ("search", "worker"):
+        from .tuner import set_debug
+
+        set_debug(True)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

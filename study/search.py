@@ -75,7 +75,29 @@ def prepare_data(settings: StudySettings, data_dir: str | None):
     return ds, (x_tr, y_tr), (x_val, y_val)
 
 
-def run_search(
+@dataclass
+class OpenedStudy:
+    """What `open_study` set up: the study's folders and search id, its data, and its parent run."""
+
+    study: str
+    log_dir: Path
+    project_dir: Path
+    search_id: str
+    resumed: bool
+    ds: object
+    train: tuple
+    val: tuple
+    tracker: object  # tracking.StudyTracker, its parent run started
+
+
+def study_name(space: Space, settings: StudySettings, study: str | None = None) -> str:
+    study = study or default_study_name(space, settings)
+    if not study or "/" in study:
+        raise SearchError(f"study name {study!r}: use letters, digits, '-', '_' and '.'")
+    return study
+
+
+def open_study(
     space: Space,
     settings: StudySettings,
     *,
@@ -86,17 +108,24 @@ def run_search(
     tracking_uri: str | None = None,
     command: str | None = None,
     echo=print,
-) -> SearchResult:
-    import keras
+    extra_params: dict | None = None,
+    extra_tags: dict | None = None,
+) -> OpenedStudy:
+    """Everything before the first trial: folders, search id, data, and the parent run with data and space.
+
+    Shared by the single-process search and the distributed launcher. On --fresh the tuner folder is
+    cleared here, before the new search id is written into it, so build the tuner with overwrite=False.
+    """
+    import shutil
 
     from . import tracking
-    from .tuner import LeNetHyperModel, Progress, expected_trials, make_tuner
 
-    study = study or default_study_name(space, settings)
-    if not study or "/" in study:
-        raise SearchError(f"study name {study!r}: use letters, digits, '-', '_' and '.'")
+    study = study_name(space, settings, study)
     log_dir = Path(log_dir)
     project_dir = log_dir / TUNER_DIRNAME / study
+    resumed = (project_dir / "oracle.json").exists() and not fresh
+    if fresh and project_dir.exists():
+        shutil.rmtree(project_dir)
     search_id = _search_id(project_dir, fresh)
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, data_dir)
@@ -110,7 +139,6 @@ def run_search(
     stale = tracking.mark_stale_runs(tracker.client, tracker.experiment_id)
     if stale:
         echo(f"marked {stale} run(s) left RUNNING by an interrupted process as KILLED")
-    resumed = (project_dir / "oracle.json").exists() and not fresh
     run_name = f"{study} {time.strftime('%Y-%m-%d %H:%M:%S')}" + (" (resumed)" if resumed else "")
     params = {
         "tuner": settings.tuner, "max_trials": settings.max_trials, "epochs": settings.epochs,
@@ -119,6 +147,7 @@ def run_search(
         "val_fraction": settings.val_fraction, "objective": schema.OBJECTIVE, "space_file": str(space.path),
         "test_eval": settings.test_eval, "train_samples": settings.train_samples or "all",
         "hyperband_factor": settings.hyperband_factor,
+        **(extra_params or {}),
     }
     tags = {
         schema.SPACE_FILE: str(space.path),
@@ -126,34 +155,74 @@ def run_search(
         schema.GIT_COMMIT: tracking.git_commit(),
         schema.COMMAND: command or shlex.join(sys.argv),
         "mlflow.note.content": space.settings.description or f"LeNet-5 study {study}",
+        **(extra_tags or {}),
     }
-    parent_id = tracker.start_parent(run_name, params, tags)
-    status = "FAILED"
+    tracker.start_parent(run_name, params, tags)
     try:
         tracker.log_dataset(ds, prov)
         tracker.log_parent_artifact(space.path, "space")
+    except BaseException:
+        tracker.end_parent("FAILED")
+        raise
+    return OpenedStudy(study, log_dir, project_dir, search_id, resumed, ds, (x_tr, y_tr), (x_val, y_val), tracker)
 
+
+def search_callbacks(log_dir: str | Path, study: str) -> list:
+    """The callbacks every trial gets, in one process or in a worker."""
+    import keras
+
+    return [
+        # Named exactly TensorBoard, so keras-tuner gives each trial its own folder and HParams data.
+        keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / study), write_graph=True, histogram_freq=0),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print) -> SearchResult:
+    """After the last trial: the test set once for the chosen model(s), the best model on the parent run."""
+    from . import tracking
+
+    result = _evaluate_on_test(tuner, opened.tracker, settings, opened.ds, echo)
+    result.ui_link = tracking.ui_link(opened.tracker.uri, opened.tracker.experiment_id)
+    return result
+
+
+def run_search(
+    space: Space,
+    settings: StudySettings,
+    *,
+    study: str | None = None,
+    fresh: bool = False,
+    data_dir: str | None = None,
+    log_dir: str | Path = "logs",
+    tracking_uri: str | None = None,
+    command: str | None = None,
+    echo=print,
+) -> SearchResult:
+    from .tuner import LeNetHyperModel, Progress, expected_trials, make_tuner
+
+    opened = open_study(space, settings, study=study, fresh=fresh, data_dir=data_dir, log_dir=log_dir,
+                        tracking_uri=tracking_uri, command=command, echo=echo)
+    study, log_dir, tracker = opened.study, opened.log_dir, opened.tracker
+    (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
+    status = "FAILED"
+    try:
         hp = space.hyperparameters()
         progress = Progress(None, echo=echo)
         tuner = make_tuner(
             settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
             tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
-            overwrite=fresh,
+            overwrite=False,  # open_study already cleared the folder on --fresh
         )
         done_before = len([t for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
         progress.total = expected_trials(tuner, settings, space.size())
         progress.done = done_before
         if done_before:
             echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
-        callbacks = [
-            # Named exactly TensorBoard, so keras-tuner gives each trial its own folder and HParams data.
-            keras.callbacks.TensorBoard(log_dir=str(log_dir / study), write_graph=True, histogram_freq=0),
-            keras.callbacks.TerminateOnNaN(),
-        ]
-        tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=callbacks, verbose=0)
-        result = _evaluate_on_test(tuner, tracker, settings, ds, echo)
+        tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, study),
+                     verbose=0)
+        result = finish_study(tuner, opened, settings, echo)
         status = "FINISHED"
-        result.ui_link = tracking.ui_link(tracker.uri, tracker.experiment_id)
         return result
     except KeyboardInterrupt:
         status = "KILLED"

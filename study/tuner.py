@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import keras
@@ -20,6 +21,22 @@ from . import schema
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
 from .space import StudySettings, resolve_config
 from .tracking import StudyTracker, summarise
+
+
+# Hyperband continues a trial from another's checkpoint, which holds optimizer slots the freshly
+# compiled model has not built yet; only the weights matter, so the warning is noise.
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+
+
+def set_debug(debug: bool) -> None:
+    """keras-tuner prints a traceback for every failed trial unless its DEBUG flag is off; ours record
+    the reason in MLflow and the progress line, so tracebacks only with `lenet-study -v`."""
+    from keras_tuner.src import config as kt_config
+
+    kt_config.DEBUG = debug
+
+
+set_debug(False)
 
 
 def hp_values(hp: kt.HyperParameters) -> dict[str, Any]:
@@ -187,7 +204,8 @@ class TrackedMixin:
 
 
 def _values_text(values: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
+    return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in values.items() if not k.startswith("tuner/"))
 
 
 class ResumableGridOracle(kt.oracles.GridSearchOracle):
@@ -241,7 +259,8 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
         objective=kt.Objective(schema.OBJECTIVE, direction="max"),
         hyperparameters=hyperparameters,
         tune_new_entries=False,
-        seed=settings.seed,
+        # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`): shift by one.
+        seed=settings.seed + 1,
         max_consecutive_failed_trials=max_consecutive_failed_trials,
     )
     tkw = dict(
