@@ -38,10 +38,17 @@ def set_debug(debug: bool) -> None:
 
 set_debug(False)
 
+# keras-tuner adds a TunerCallback to every fit whose batch hooks only forward to Tuner.on_batch_*,
+# which our tuners leave as no-ops: safe for Keras 3's async dispatch (see search.search_callbacks).
+from keras_tuner.src.engine import tuner_utils as _tuner_utils  # noqa: E402
+
+_tuner_utils.TunerCallback.async_safe = True
+
 
 def hp_values(hp: kt.HyperParameters) -> dict[str, Any]:
     """The active values of a trial's hyperparameters (inactive conditional knobs left out)."""
-    return {name: value for name, value in hp.values.items() if hp.is_active(name)}
+    # Hyperband's tuner/epochs, tuner/initial_epoch, tuner/trial_id... are values outside the space.
+    return {name: value for name, value in hp.values.items() if name.startswith("tuner/") or hp.is_active(name)}
 
 
 def config_from_hp(hp: kt.HyperParameters, settings: StudySettings | None = None) -> LeNetConfig:

@@ -224,3 +224,20 @@ def test_search_command_gives_one_line_errors(tmp_path, capsys, monkeypatch):
     assert cli_main(["search", "nope.yaml"]) == 2
     assert "nope.yaml: cannot read the space file" in capsys.readouterr().err
     assert not glob.glob(str(tmp_path / "mlflow.db"))  # nothing was started
+
+
+def test_hyperband_trials_record_their_budget_and_continuations(tmp_path):
+    _search(tmp_path, tuner="hyperband", epochs=2, hyperband_factor=2, patience=0, max_trials=10, seed=1)
+    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        params = child.data.params
+        assert {"tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round"} <= set(params)
+        # Every trial ran its Hyperband budget: no early stopping with patience 0.
+        assert child.data.tags[schema.STOP_REASON] == "max_epochs"
+    continued = [c for c in children if "tuner/trial_id" in c.data.params]
+    assert continued, "Hyperband continues a trial of the first round"
+    for child in continued:
+        start = int(child.data.params["tuner/initial_epoch"])
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert steps == list(range(start, int(child.data.params["tuner/epochs"])))
