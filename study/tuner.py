@@ -87,6 +87,14 @@ def fit_model(model, config: LeNetConfig, *args, callbacks=None, **kwargs):
     return model.fit(*args, batch_size=config.batch_size, callbacks=callbacks, **kwargs)
 
 
+def is_recipe(config: LeNetConfig, variant: str) -> bool:
+    """Whether `config` is the documented variant's recipe (its epochs capped and its seed aside)."""
+    from .variants import VARIANTS
+
+    recipe = VARIANTS[variant].config
+    return config.replace(epochs=recipe.epochs, seed=recipe.seed) == recipe
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:500]
@@ -167,6 +175,10 @@ class TrackedMixin:
             raise kt.errors.FailedTrialError(str(exc)) from None
         params = config.to_params()
         params.update({k: v for k, v in values.items() if k.startswith("tuner/")})
+        if variant and not is_recipe(config, variant):
+            # The space changed the variant's recipe (an ablation): a new configuration, not the variant.
+            params["base_variant"] = variant
+            variant = None
         if variant:
             params[schema.VARIANT] = variant
         self._last["label"] = (f"{variant} seed={config.seed}" if variant else knob_text(config))

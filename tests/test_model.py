@@ -171,3 +171,11 @@ def test_saved_model_predicts_from_raw_pixels_without_side_information(tmp_path)
         register_custom_objects()
         again = keras.models.load_model(path)
         np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_a_variant_with_changed_knobs_is_no_longer_the_variant():
+    from study.tuner import is_recipe
+
+    recipe = VARIANTS["d2l-sigmoid"].config
+    assert is_recipe(recipe.replace(epochs=3, seed=1), "d2l-sigmoid")
+    assert not is_recipe(recipe.replace(input_scaling="unit"), "d2l-sigmoid")
