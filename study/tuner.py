@@ -110,6 +110,10 @@ def knob_text(config: LeNetConfig) -> str:
     if config.optimizer == "sgd" and config.momentum:
         parts.append(f"m={config.momentum:.2f}")
     parts.append(f"bs={config.batch_size}")
+    # Knobs most studies leave at their usual value, shown only when they differ from it.
+    for name, usual in (("input_scaling", "unit"), ("output", "softmax"), ("loss", "crossentropy")):
+        if getattr(config, name) != usual:
+            parts.append(f"{name}={getattr(config, name)}")
     return " ".join(parts)
 
 
