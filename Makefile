@@ -42,5 +42,5 @@ ui: $(STAMP) ## browse every run: mlflow ui on the project's store
 tensorboard: $(STAMP) ## watch trials: tensorboard --logdir logs
 	$(BIN)/tensorboard --logdir logs --host 127.0.0.1 --port 6006
 
-clean: ## delete generated reports (keeps mlflow.db, mlruns/ and logs/)
-	rm -rf reports/*/ reports/*.html
+clean: ## delete generated reports (keeps reports/figures/, mlflow.db, mlruns/ and logs/)
+	find reports -mindepth 1 -maxdepth 1 -type d ! -name figures -exec rm -rf {} +
