@@ -653,11 +653,7 @@ def _create_experiment(run_uri: str, user_uri: str, study: str) -> None:
     that tracking.get_or_create_experiment gives a local SQLite store, so artifacts stay on disk."""
     from . import tracking
 
-    client = tracking.client(run_uri)
-    if client.get_experiment_by_name(study) is None:
-        root = tracking._local_artifact_root(user_uri)
-        client.create_experiment(study, artifact_location=f"{root}/{tracking._safe(study)}",
-                                 tags={"mlflow.experimentKind": "custom_model_development"})
+    tracking.get_or_create_experiment(tracking.client(run_uri), study, store_uri=user_uri)
 
 
 def _launch(space, settings, *, pool, n, threads, study, data_dir, log_dir, bind_host, bind_port, remote_ok,

@@ -130,7 +130,9 @@ class StudyRuns:
 
 def experiment_url(experiment_id: str, host: str = UI_HOST) -> str:
     """The MLflow UI's runs table of an experiment (MLflow 3 opens the GenAI view without the flag)."""
-    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    from .tracking import ui_link
+
+    return ui_link(host, experiment_id)
 
 
 def run_url(experiment_id: str, run_id: str, host: str = UI_HOST) -> str:

@@ -9,13 +9,11 @@ and every run in the MLflow store (`mlflow.db` + `mlruns/` by default).
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 import tempfile
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,10 +262,7 @@ def _evaluate_on_test(tuner, tracker, settings: StudySettings, ds, echo) -> Sear
     best_model = None
     for rank, trial in enumerate(chosen):
         run = runs.get(trial.trial_id)
-        with warnings.catch_warnings():
-            # The checkpoint holds optimizer slots a freshly built model lacks; only weights matter here.
-            warnings.simplefilter("ignore", UserWarning)
-            model = tuner.load_model(trial)
+        model = tuner.load_model(trial)  # its optimizer-slot warning is filtered in study.tuner
         test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
         if run is not None and "test_accuracy" not in run.data.metrics:
             tracker.log_trial_metrics(run.info.run_id, {"test_accuracy": test_acc, "test_loss": test_loss})
@@ -321,7 +316,3 @@ def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySetti
     space = load_space(path)
     return space, space.settings.override(**overrides)
 
-
-def tracking_env_note() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    return f"MLflow store: {uri}" if uri else "MLflow store: sqlite:///mlflow.db + mlruns/ (here)"

@@ -42,13 +42,15 @@ def client(uri: str | None = None):
     return MlflowClient(tracking_uri=uri)
 
 
-def get_or_create_experiment(c, name: str) -> str:
+def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
+    """The study's experiment. `store_uri` names the store whose mlruns/ holds the artifacts when
+    the client talks to it through a server (default: the client's own URI)."""
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    root = _local_artifact_root(c.tracking_uri) if hasattr(c, "tracking_uri") else None
+    root = _local_artifact_root(store_uri or c.tracking_uri)
     return c.create_experiment(
         name,
         artifact_location=f"{root}/{_safe(name)}" if root else None,
@@ -88,7 +90,8 @@ def mark_stale_runs(c, experiment_id: str, status: str = "KILLED") -> int:
     """End runs left RUNNING by a killed process; returns how many."""
     runs = c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
     for run in runs:
-        c.set_tag(run.info.run_id, schema.TRIAL_STATUS, status) if run.data.tags.get(schema.ROLE) == schema.ROLE_TRIAL else None
+        if run.data.tags.get(schema.ROLE) == schema.ROLE_TRIAL:
+            c.set_tag(run.info.run_id, schema.TRIAL_STATUS, status)
         c.set_terminated(run.info.run_id, status=status)
     return len(runs)
 
@@ -172,7 +175,7 @@ class StudyTracker:
 
     # parent ---------------------------------------------------------------
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         base_tags = {schema.ROLE: schema.ROLE_STUDY, schema.STUDY: self.study, schema.SEARCH_ID: self.search_id}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={**base_tags, **tags})
