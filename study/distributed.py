@@ -974,7 +974,7 @@ def work(args, host: str, port: int, echo=print) -> int:
     """One worker process: ask the oracle for trials until it says stop, log each as a child run."""
     from . import tracking
     from .search import prepare_data, search_callbacks
-    from .tuner import LeNetHyperModel, Progress, make_tuner
+    from .tuner import LeNetHyperModel, Progress, gc_frozen, make_tuner
 
     _watch_supervisor()
     _set_threads(args.threads)
@@ -1001,8 +1001,9 @@ def work(args, host: str, port: int, echo=print) -> int:
     )
     _patch_worker_tuner(tuner, tracker, echo)
     _wait_port(host, port)
-    tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, joined.study),
-                 verbose=0)
+    with gc_frozen():  # keras-tuner's two collections per trial then skip the libraries and the data
+        tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, joined.study),
+                     verbose=0)
     echo(f"{tuner_id}: the oracle has no more trials; done")
     return 0
 

@@ -166,22 +166,15 @@ def open_study(
 
 
 def search_callbacks(log_dir: str | Path, study: str) -> list:
-    """The callbacks every trial gets, in one process or in a worker.
-
-    A callback with a per-batch hook makes Keras 3 wait for every training step (no async dispatch),
-    which cost about 10% of a LeNet-5 epoch on a 2-core CPU (`make bench`). These two only read the
-    loss or write epoch-level summaries from their batch hooks, so they are marked async-safe.
-    """
+    """The callbacks every trial gets, in one process or in a worker."""
     import keras
 
-    callbacks = [
-        # Named exactly TensorBoard, so keras-tuner gives each trial its own folder and HParams data.
-        keras.callbacks.TensorBoard(log_dir=str(Path(log_dir) / study), write_graph=True, histogram_freq=0),
+    from .tuner import TensorBoard
+
+    return [
+        TensorBoard(log_dir=str(Path(log_dir) / study), write_graph=True, histogram_freq=0),
         keras.callbacks.TerminateOnNaN(),
     ]
-    for callback in callbacks:
-        callback.async_safe = True
-    return callbacks
 
 
 def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print) -> SearchResult:
@@ -205,31 +198,34 @@ def run_search(
     command: str | None = None,
     echo=print,
 ) -> SearchResult:
-    from .tuner import LeNetHyperModel, Progress, expected_trials, make_tuner
+    from .tuner import LeNetHyperModel, Progress, expected_trials, gc_frozen, make_tuner
 
     opened = open_study(space, settings, study=study, fresh=fresh, data_dir=data_dir, log_dir=log_dir,
                         tracking_uri=tracking_uri, command=command, echo=echo)
     study, log_dir, tracker = opened.study, opened.log_dir, opened.tracker
     (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
     status = "FAILED"
+    # keras-tuner collects garbage twice per trial; the libraries and the data need not be scanned.
     try:
-        hp = space.hyperparameters()
-        progress = Progress(None, echo=echo)
-        tuner = make_tuner(
-            settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
-            tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
-            overwrite=False,  # open_study already cleared the folder on --fresh
-        )
-        done_before = len([t for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
-        progress.total = expected_trials(tuner, settings, space.size())
-        progress.done = done_before
-        if done_before:
-            echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
-        tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, study),
-                     verbose=0)
-        result = finish_study(tuner, opened, settings, echo)
-        status = "FINISHED"
-        return result
+        with gc_frozen():
+            hp = space.hyperparameters()
+            progress = Progress(None, echo=echo)
+            tuner = make_tuner(
+                settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
+                tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
+                overwrite=False,  # open_study already cleared the folder on --fresh
+            )
+            done_before = len([t for t in tuner.oracle.trials.values()
+                               if t.status in ("COMPLETED", "FAILED", "INVALID")])
+            progress.total = expected_trials(tuner, settings, space.size())
+            progress.done = done_before
+            if done_before:
+                echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
+            tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, study),
+                         verbose=0)
+            result = finish_study(tuner, opened, settings, echo)
+            status = "FINISHED"
+            return result
     except KeyboardInterrupt:
         status = "KILLED"
         echo("interrupted: finished trials are kept; run the same command again to resume")

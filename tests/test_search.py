@@ -241,3 +241,26 @@ def test_hyperband_trials_record_their_budget_and_continuations(tmp_path):
         start = int(child.data.params["tuner/initial_epoch"])
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
         assert steps == list(range(start, int(child.data.params["tuner/epochs"])))
+
+
+def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restored(tmp_path, monkeypatch):
+    import gc
+
+    from study import tuner
+
+    frozen_during_fit = []
+    fit = tuner.fit_model
+
+    def recording_fit(*args, **kwargs):
+        frozen_during_fit.append(gc.get_freeze_count())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(tuner, "fit_model", recording_fit)
+    before = gc.get_freeze_count()
+    _search(tmp_path, max_trials=1)
+    # TensorFlow, MLflow and the data: keras-tuner's two collections per trial need not walk them.
+    assert frozen_during_fit and min(frozen_during_fit) > 100_000
+    assert gc.get_freeze_count() == before  # nothing stays out of the collector's reach afterwards
+    with pytest.raises(RuntimeError), tuner.gc_frozen():
+        raise RuntimeError("a failing study")
+    assert gc.get_freeze_count() == before
