@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, default=3, help="trials per side (at most 3)")
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--train-samples", type=int, default=None, help="subsample the training set (default: all)")
+    s.add_argument("--rounds", type=int, default=3,
+                   help="tracking benchmark: rounds of (bare, tracked), order alternating (default: 3)")
     s.add_argument("--only", choices=["tracking", "workers"], help="run one benchmark (default: both)")
     s.set_defaults(func=cmd_bench)
     return p
