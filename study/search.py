@@ -205,27 +205,25 @@ def run_search(
     study, log_dir, tracker = opened.study, opened.log_dir, opened.tracker
     (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
     status = "FAILED"
-    # keras-tuner collects garbage twice per trial; the libraries and the data need not be scanned.
     try:
-        with gc_frozen():
-            hp = space.hyperparameters()
-            progress = Progress(None, echo=echo)
-            tuner = make_tuner(
-                settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
-                tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
-                overwrite=False,  # open_study already cleared the folder on --fresh
-            )
-            done_before = len([t for t in tuner.oracle.trials.values()
-                               if t.status in ("COMPLETED", "FAILED", "INVALID")])
-            progress.total = expected_trials(tuner, settings, space.size())
-            progress.done = done_before
-            if done_before:
-                echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
+        hp = space.hyperparameters()
+        progress = Progress(None, echo=echo)
+        tuner = make_tuner(
+            settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
+            tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
+            overwrite=False,  # open_study already cleared the folder on --fresh
+        )
+        done_before = len([t for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
+        progress.total = expected_trials(tuner, settings, space.size())
+        progress.done = done_before
+        if done_before:
+            echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
+        with gc_frozen():  # keras-tuner's two collections per model build then skip the libraries and the data
             tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, study),
                          verbose=0)
             result = finish_study(tuner, opened, settings, echo)
-            status = "FINISHED"
-            return result
+        status = "FINISHED"
+        return result
     except KeyboardInterrupt:
         status = "KILLED"
         echo("interrupted: finished trials are kept; run the same command again to resume")
