@@ -493,17 +493,16 @@ def kill_worker_runs(tracker, worker: str | None = None) -> list[str]:
 
 
 def _trial_label(hp, settings=None) -> str:
-    """The same short label as the single-process progress lines."""
+    """The same short label as the single-process progress lines (tuner.trial_label)."""
     from .model import ConfigError
-    from .tuner import config_from_hp, hp_values, knob_text
+    from .tuner import config_from_hp, hp_values, trial_label
 
     values = hp_values(hp)
     try:
         config = config_from_hp(hp, settings)
     except ConfigError:
-        return " ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
-    variant = values.get("variant")
-    return f"{variant} seed={config.seed}" if variant else knob_text(config)
+        config = None
+    return trial_label(values, config)
 
 
 class ProgressView:

@@ -197,7 +197,7 @@ class TrackedMixin:
         values = hp_values(hp)
         variant = values.get("variant")
         started = time.monotonic()
-        self._last = {"label": _values_text(values), "epochs": 0, "val_acc": math.nan, "note": "", "t0": started}
+        self._last = {"label": trial_label(values), "epochs": 0, "val_acc": math.nan, "note": "", "t0": started}
         try:
             config = config_from_hp(hp, self.settings)
         except ConfigError as exc:
@@ -213,7 +213,7 @@ class TrackedMixin:
             variant = None
         if variant:
             params[schema.VARIANT] = variant
-        self._last["label"] = (f"{variant} seed={config.seed}" if variant else knob_text(config))
+        self._last["label"] = trial_label(values, config)
         run_id = self.tracker.start_trial(trial.trial_id, params, variant)
         # Seeds weights and shuffling; further executions continue the same stream.
         keras.utils.set_random_seed(config.seed)
@@ -254,9 +254,14 @@ class TrackedMixin:
         self._last = {}
 
 
-def _values_text(values: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in values.items() if not k.startswith("tuner/"))
+def trial_label(values: dict[str, Any], config: LeNetConfig | None = None) -> str:
+    """A trial's short label in progress lines: the documented variant and seed when the trial is that
+    variant's recipe, else its knobs; its raw values when no configuration could be built from them."""
+    if config is None:
+        return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in values.items() if not k.startswith("tuner/"))
+    variant = values.get("variant")
+    return f"{variant} seed={config.seed}" if variant and is_recipe(config, variant) else knob_text(config)
 
 
 class ResumableGridOracle(kt.oracles.GridSearchOracle):
