@@ -39,9 +39,9 @@ ACTIVATIONS = ["relu", "tanh", "sigmoid"]
 
 
 def _bench_space(tmp: Path, args) -> Path:
-    acts = (ACTIVATIONS * ((args.trials // len(ACTIVATIONS)) + 1))[: args.trials]
-    if len(set(acts)) < len(acts):
+    if args.trials > len(ACTIVATIONS):
         raise SystemExit("bench: at most 3 trials (one per activation)")
+    acts = ACTIVATIONS[: args.trials]
     path = tmp / "bench.yaml"
     path.write_text(BENCH_SPACE.format(
         dataset=args.dataset, trials=args.trials, epochs=args.epochs, activations="[" + ", ".join(acts) + "]",

@@ -265,9 +265,10 @@ def load_study(study: str, tracking_uri: str | None = None) -> StudyRuns:
     search_ids = _col(parents, f"tags.{schema.SEARCH_ID}").map(lambda v: _text(v) or "")
     latest = parents[parents["run_id"].isin(set(children["tags.mlflow.parentRunId"]))].index[-1]
     same_search = search_ids == search_ids.loc[latest]
-    n_earlier = int(children["tags.mlflow.parentRunId"].isin(set(parents.loc[~same_search, "run_id"])).sum())
+    in_search = children["tags.mlflow.parentRunId"].isin(set(parents.loc[same_search, "run_id"]))
+    n_earlier = int((~in_search).sum())  # every child's parent is one of `parents`
     parents = parents[same_search].reset_index(drop=True)
-    children = children[children["tags.mlflow.parentRunId"].isin(set(parents["run_id"]))]
+    children = children[in_search]
 
     trials = _trials_frame(children)
     n_child_runs = len(trials)

@@ -206,7 +206,7 @@ class StudyTracker:
             self.client.set_terminated(self.parent_run_id, status=status)
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
-        self._log_metrics(self.parent_run_id, metrics)
+        self._log_summary(self.parent_run_id, None, metrics)
 
     def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
@@ -273,11 +273,8 @@ class StudyTracker:
         self.client.set_tag(run_id, schema.TRIAL_STATUS, "KILLED")
         self.client.set_terminated(run_id, status="KILLED")
 
-    def _log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        self._log_summary(run_id, None, metrics)
-
     def log_trial_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        self._log_metrics(run_id, metrics)
+        self._log_summary(run_id, None, metrics)
 
     def trial_runs(self, search_id: str | None = None) -> list:
         """Finished child runs of this study's current search (all parents), newest first."""
