@@ -8,6 +8,10 @@ in one process. Both sides run in every round, their order alternating, since
 a shared machine's speed drifts by more than the target between minutes; the
 ratio of the summed wall times is the price of tracking.
 Target: at most 5% on top of the bare script.
+
+Worker scaling: the same trials with 1 worker using every core and with one
+worker per core using one thread each (`study.parallel`); trials per hour of
+both and their ratio. Target: at least 1.6x.
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ def _bare_study(configs, settings, tmp: Path) -> None:
     configuration, evaluate the best (by validation accuracy) on the test set once and save it."""
     import keras
 
+    from .data import prepare_data
     from .model import build_lenet
-    from .search import prepare_data
     from .tuner import fit_model, gc_frozen
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, None)
@@ -104,8 +108,9 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
     """
     import statistics
 
+    from .data import prepare_data
     from .model import build_lenet
-    from .search import prepare_data, run_search
+    from .search import StudyRequest, run_search
     from .space import load_space, resolve_config
     from .tracking import client
     from .tuner import fit_model
@@ -142,8 +147,8 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
                     if side == "bare":
                         _bare_study(configs, settings, tmp)
                     else:
-                        run_search(space, settings, study=f"bench-{r + 1}", tracking_uri=uri,
-                                   log_dir=tmp / "logs", command="bench", echo=lambda line: None)
+                        run_search(StudyRequest(space, settings, study=f"bench-{r + 1}", tracking_uri=uri,
+                                                log_dir=tmp / "logs", command="bench"), echo=lambda line: None)
                 times[side].append(time.perf_counter() - t0)
                 fits[side].append(sum(fit_times))
             echo(f"round {r + 1}: bare {times['bare'][-1]:.1f} s (model.fit {fits['bare'][-1]:.1f} s), "
@@ -166,6 +171,86 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
                 "ratio": ratio, "median_ratio": median}
 
 
+# --------------------------------------------------------------------------- worker scaling
+
+
+BENCH_WORKERS_SPACE = """\
+# Worker-scaling benchmark: identical trials (only the weight seed differs), fixed cost each.
+study:
+  dataset: {dataset}
+  tuner: random
+  max_trials: {trials}
+  epochs: {epochs}
+  patience: 0
+  seed: 1
+  val_fraction: 0.1
+  test_eval: best
+  train_samples: {train_samples}
+space:
+  seed: {{int: [1, 100000]}}
+  activation: {{fixed: relu}}
+  pooling: {{fixed: max}}
+  batch_size: {{fixed: 64}}
+"""
+
+
+def _trial_span(uri: str, study: str) -> tuple[float, int]:
+    """Seconds from the first trial's start to the last trial's end, and the trials finished, from MLflow."""
+    from . import schema, tracking
+
+    c = tracking.client(uri)
+    runs = tracking.trial_runs(c, c.get_experiment_by_name(study).experiment_id, max_results=1000)
+    done = [r for r in runs if r.info.status == schema.RUN_FINISHED]
+    if not done:
+        return float("nan"), 0
+    return (max(r.info.end_time for r in done) - min(r.info.start_time for r in done)) / 1000.0, len(done)
+
+
+def bench_workers(args, echo=print) -> dict[str, float]:
+    """Trials per hour: 1 worker with every core vs one worker per core with one thread each."""
+    from .parallel.chief import launch
+    from .parallel.supervise import cpu_cores
+    from .search import StudyRequest
+    from .space import load_space
+
+    cores = cpu_cores()
+    trials = max(4, args.trials + (-args.trials) % 2) if cores >= 2 else max(2, args.trials)
+    train_samples = args.train_samples or 20000
+    data_dir = args.data_dir or os.environ.get("LENET_DATA_DIR")
+    sides = [(1, cores), (max(2, cores), 1)]
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="lenet-bench-workers-") as tmp_name:
+        tmp = Path(tmp_name)
+        path = tmp / "bench-workers.yaml"
+        path.write_text(BENCH_WORKERS_SPACE.format(dataset=args.dataset, trials=trials, epochs=args.epochs,
+                                                   train_samples=train_samples))
+        space = load_space(path)
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        for n, threads in sides:
+            name = f"bench-{n}x{threads}"
+            t0 = time.perf_counter()
+            lines: list[str] = []
+            launch(StudyRequest(space, space.settings, study=name, data_dir=data_dir, log_dir=tmp / "logs",
+                                tracking_uri=uri, command="bench --workers", workers=n, threads=threads),
+                   echo=lines.append)
+            total = time.perf_counter() - t0
+            span, finished = _trial_span(uri, name)
+            data_line = next((line for line in lines if line.startswith("study ")), "")
+            per_hour = finished / span * 3600 if span == span and span > 0 else float("nan")
+            figures[f"{n}x{threads}_span_s"] = span
+            figures[f"{n}x{threads}_total_s"] = total
+            figures[f"{n}x{threads}_trials_per_hour"] = per_hour
+            echo(f"{n} worker(s) x {threads} thread(s): {finished} trials x {args.epochs} epochs: trials "
+                 f"{span:.1f} s (first start to last end) -> {per_hour:.0f} trials/hour; whole command "
+                 f"{total:.1f} s with start-up and test evaluation  [{data_line.split(': ', 1)[-1]}]")
+    one, many = sides
+    ratio = figures[f"{many[0]}x{many[1]}_trials_per_hour"] / figures[f"{one[0]}x{one[1]}_trials_per_hour"]
+    figures["ratio"] = ratio
+    echo(f"worker scaling: {ratio:.2f}x trials/hour with {many[0]} workers x {many[1]} thread vs "
+         f"1 worker x {one[1]} threads; target at least 1.6x")
+    return figures
+
+
 def run_bench(args) -> int:
     if getattr(args, "rounds", 1) < 1:
         raise SystemExit(f"bench: --rounds {args.rounds}: give at least 1")
@@ -173,8 +258,6 @@ def run_bench(args) -> int:
         print("== tracking overhead: the same trials as a tracked search and as a bare script, in one process")
         bench_tracking(args)
     if args.only in (None, "workers"):
-        from .distributed import bench_workers
-
         print("== worker scaling: the same trials, 1 worker x 2 threads vs 2 workers x 1 thread")
         bench_workers(args)
     return 0

@@ -17,26 +17,15 @@ def _user_errors():
     """Exceptions that mean the user asked for something we cannot do: one line, no traceback."""
     from .data import DataError
     from .model import ConfigError
-    from .space import SpaceError
-    from .variants import UnknownVariant
+    from .predict import PredictError
+    from .report import ReportError
     from .search import SearchError
-
+    from .space import SpaceError
     from .train import TrainError
+    from .variants import UnknownVariant
 
-    errors = [DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, FileNotFoundError]
-    try:
-        from .report import ReportError
-
-        errors.append(ReportError)
-    except ImportError:
-        pass
-    try:
-        from .predict import PredictError
-
-        errors.append(PredictError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, ReportError, PredictError,
+            FileNotFoundError)
 
 
 def cmd_variants(args) -> int:
@@ -69,28 +58,35 @@ def cmd_space(args) -> int:
     return 0
 
 
-def cmd_search(args) -> int:
-    from .search import load_space_with_overrides, run_search
+def study_request(args):
+    """The one request object for `search`, from its flags."""
+    from .search import StudyRequest, load_space_with_overrides
 
     space, settings = load_space_with_overrides(
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
         executions_per_trial=args.executions_per_trial, seed=args.seed,
     )
-    if args.workers not in (None, "1", 1) or getattr(args, "oracle_bind", None):
-        from .distributed import run_distributed
+    return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
+                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind)
 
-        return run_distributed(args, space, settings)
-    result = run_search(
-        space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir, log_dir=args.log_dir,
-    )
-    print(f"done: {result.completed} trial(s) completed, {result.failed} failed; browse with `make ui`: {result.ui_link}")
+
+def cmd_search(args) -> int:
+    request = study_request(args)
+    if request.parallel:
+        from .parallel.chief import launch as run
+    else:
+        from .search import run_search as run
+    print(run(request).done_line())
     return 0
 
 
 def cmd_worker(args) -> int:
-    from .distributed import run_worker
+    from .parallel.worker import WorkerRequest, run_worker
 
-    return run_worker(args)
+    return run_worker(WorkerRequest(
+        oracle=args.oracle, study=args.study, space=args.space, parent_run_id=args.parent_run_id,
+        tuner_id=args.tuner_id, workers=args.workers, threads=args.threads, data_dir=args.data_dir,
+        log_dir=args.log_dir))
 
 
 def cmd_predict(args) -> int:

@@ -38,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from study.model import INPUT_SHAPE, NUM_CLASSES
 
 logger = logging.getLogger("study.data")
 
 DATASETS = ("mnist", "fashion_mnist", "mnist-5k")
+# Every dataset here: 28x28 grayscale images of 10 classes. The builder takes the shape it is given.
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
 DATA_DIR_ENV = "LENET_DATA_DIR"
 # Where Debian's `dataset-fashion-mnist` package puts the official IDX files.
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -99,6 +101,11 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     provenance: Provenance
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One image's shape, as the builder's input takes it."""
+        return tuple(self.x_train.shape[1:])
 
 
 class _Unavailable(Exception):
@@ -427,9 +434,9 @@ def _validate(source: str, arrays: dict[str, np.ndarray], names: dict[str, str] 
         if xk not in arrays:
             continue
         x, y = np.asarray(arrays[xk]), np.asarray(arrays[yk])
-        if x.ndim == 4 and x.shape[1:] == INPUT_SHAPE:
+        if x.ndim == 4 and x.shape[1:] == IMAGE_SHAPE:
             x = x[..., 0]
-        if x.ndim != 3 or x.shape[1:] != INPUT_SHAPE[:2] or x.shape[0] == 0:
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE[:2] or x.shape[0] == 0:
             raise DataError(f"{where(xk)}: images of shape {x.shape}; allowed (N, 28, 28) or (N, 28, 28, 1) with N >= 1")
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -513,3 +520,14 @@ def _stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def prepare_data(settings, data_dir: str | os.PathLike | None):
+    """A study's data: the dataset its settings name (subsampled if they ask), and the seeded, stratified
+    validation split carved from the training set. Returns (dataset, (x_train, y_train), (x_val, y_val))."""
+    ds = load_dataset(settings.dataset, data_dir)
+    if settings.train_samples and settings.train_samples < len(ds.y_train):
+        n_test = min(len(ds.y_test), max(settings.train_samples // 2, 100))
+        ds = subsample(ds, settings.train_samples, n_test, seed=settings.seed)
+    x_tr, y_tr, x_val, y_val = train_val_split(ds.x_train, ds.y_train, settings.val_fraction, seed=settings.seed)
+    return ds, (x_tr, y_tr), (x_val, y_val)

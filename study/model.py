@@ -23,12 +23,59 @@ OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
 # How raw 0-255 pixels are mapped before C1, inside the model.
 INPUT_SCALINGS = {"unit": (1 / 255.0, 0.0), "symmetric": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
 
-INPUT_SHAPE = (28, 28, 1)
+INPUT_SHAPE = (28, 28, 1)  # LeNet-5's input on MNIST; build_lenet takes the data's own shape
 NUM_CLASSES = 10
 
 
 class ConfigError(ValueError):
     """A knob value, or a combination of them, that cannot make a LeNet-5."""
+
+
+def field_types(cls) -> dict[str, Any]:
+    """name -> resolved type of each field of a dataclass (`from __future__ import annotations` leaves the
+    annotations as strings): int, float, str, `int | None`, `tuple[int, ...]`. The one reader of field types."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def scalar_type(tp: Any) -> type | None:
+    """int, float, str or bool for a field type (`int | None` -> int); None for anything else."""
+    import types
+    import typing
+
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None
+    return tp if tp in (int, float, str, bool) else None
+
+
+def params_to_fields(cls, params: dict[str, Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The dataclass fields found in a flat dict of MLflow params (strings), typed: the inverse of
+    `str(value)` for int, float, str and optional fields ("None", "all" or "" -> None); tuples of ints
+    through parse_widths. Unknown keys are ignored."""
+    out: dict[str, Any] = {}
+    for name, tp in field_types(cls).items():
+        raw = params.get(name)
+        if raw is None or name in skip:
+            continue
+        optional = type(None) in getattr(tp, "__args__", ())
+        if optional and str(raw) in ("None", "all", ""):
+            out[name] = None
+            continue
+        kind = scalar_type(tp)
+        if kind is int:
+            out[name] = int(float(raw))
+        elif kind is float:
+            out[name] = float(raw)
+        elif kind is bool:
+            out[name] = str(raw).lower() in ("true", "1", "yes")
+        elif kind is str:
+            out[name] = str(raw)
+        else:
+            out[name] = parse_widths(raw)
+    return out
 
 
 def format_widths(widths: tuple[int, ...]) -> str:
@@ -121,20 +168,7 @@ class LeNetConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "LeNetConfig":
         """Rebuild a config from MLflow run parameters (unknown keys are ignored)."""
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in params or params[f.name] is None:
-                continue
-            raw = params[f.name]
-            if f.name == "dense_units":
-                kwargs[f.name] = parse_widths(raw)
-            elif f.type in ("int",):
-                kwargs[f.name] = int(float(raw))
-            elif f.type in ("float",):
-                kwargs[f.name] = float(raw)
-            else:
-                kwargs[f.name] = str(raw)
-        return cls(**kwargs)
+        return cls(**params_to_fields(cls, params))
 
     def replace(self, **changes: Any) -> "LeNetConfig":
         return dataclasses.replace(self, **changes)
@@ -235,8 +269,9 @@ def make_optimizer(config: LeNetConfig):
     return keras.optimizers.RMSprop(learning_rate=lr)
 
 
-def build_lenet(config: LeNetConfig | None = None):
-    """Return a compiled LeNet-5 for `config` (integer labels, 28x28x1 input of raw 0-255 pixels)."""
+def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] = INPUT_SHAPE):
+    """Return a compiled LeNet-5 for `config` (integer labels; raw 0-255 pixels of `input_shape`, the data's
+    own image shape, 28x28x1 for every dataset here)."""
     config = config or LeNetConfig()
     keras = _keras()
     layers = keras.layers
@@ -246,7 +281,7 @@ def build_lenet(config: LeNetConfig | None = None):
     scale, offset = INPUT_SCALINGS[config.input_scaling]
 
     model = keras.Sequential(name="lenet5")
-    model.add(keras.Input(shape=INPUT_SHAPE, name="pixels"))
+    model.add(keras.Input(shape=tuple(input_shape), name="pixels"))
     model.add(layers.Rescaling(scale, offset, name=f"scale_{config.input_scaling}"))
     model.add(layers.Conv2D(6, k, padding=config.c1_padding, activation=act, name="C1"))
     model.add(pool(2, name="S2"))

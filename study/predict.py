@@ -13,7 +13,7 @@ import numpy as np
 
 from . import schema
 
-MODEL_FILE = "best_model.keras"
+MODEL_FILE = schema.MODEL_FILE
 
 
 class PredictError(Exception):
@@ -59,8 +59,8 @@ def find_model_run(study: str | None = None, run_id: str | None = None, tracking
             run = c.get_run(run_id)
         except Exception:
             raise PredictError(f"run {run_id!r} not found in {tracking.tracking_uri(tracking_uri)}") from None
-        if not _has_model(c, run_id):
-            parent = run.data.tags.get("mlflow.parentRunId")
+        if not tracking.has_artifact(c, run_id, MODEL_FILE):
+            parent = run.data.tags.get(schema.PARENT_RUN_ID)
             hint = f"; its study's run is {parent}" if parent else ""
             raise PredictError(f"run {run_id} holds no {MODEL_FILE} (only a study's parent run does{hint})")
         return run_id
@@ -72,22 +72,11 @@ def find_model_run(study: str | None = None, run_id: str | None = None, tracking
         experiment_ids = [exp.experiment_id]
     else:
         experiment_ids = [e.experiment_id for e in c.search_experiments()]
-    runs = c.search_runs(
-        experiment_ids, filter_string=f"tags.`{schema.ROLE}` = '{schema.ROLE_STUDY}'",
-        order_by=["attributes.start_time DESC"], max_results=200,
-    )
-    for run in runs:
-        if "test_accuracy" in run.data.metrics and _has_model(c, run.info.run_id):
+    for run in tracking.study_parents(c, experiment_ids):
+        if schema.TEST_ACCURACY in run.data.metrics and tracking.has_artifact(c, run.info.run_id, MODEL_FILE):
             return run.info.run_id
     where = f"study {study!r}" if study else "the MLflow store"
     raise PredictError(f"{where} has no finished study with a best model yet; run `make search` first")
-
-
-def _has_model(c, run_id: str) -> bool:
-    try:
-        return any(f.path == MODEL_FILE for f in c.list_artifacts(run_id))
-    except Exception:
-        return False
 
 
 def load_best_model(run_id: str, tracking_uri: str | None = None):

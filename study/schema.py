@@ -1,30 +1,36 @@
-"""Names of what a study records in MLflow: the contract between search and reports.
+"""Names of what a study records in MLflow: the contract between the search, the workers and the reports.
 
-One experiment per study (named after it). One parent run per `search`
-invocation, one nested child run per keras-tuner trial.
+Every tag, parameter, metric and status value the code writes is named here;
+nothing else spells them. One experiment per study (named after it). One
+parent run per `search` invocation, one nested child run per keras-tuner trial.
 
-Parent run (tag ROLE = "study"):
-  params  tuner, max_trials, epochs, patience, dataset, executions_per_trial, seed,
-          objective, space_file, test_eval
-  tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND,
-          lenet.data.<name|resolved|source|n_train|n_test|digest|note>
+Parent run (tag ROLE = ROLE_STUDY):
+  params  the study's settings (StudySettings.to_params: dataset, tuner, max_trials, epochs,
+          patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
+          test_eval), plus OBJECTIVE_PARAM, SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with
+          workers WORKERS_PARAM, THREADS_PARAM
+  tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE,
+          DATA_PREFIX + <name|resolved|source|n_train|n_test|digest|note>,
+          after the search BEST_TRIAL_ID, BEST_TRIAL_RUN_ID; with workers LAUNCH_ID, ORACLE
   input   the training data via mlflow.log_input (name, source, digest, counts)
-  metrics best_val_accuracy, test_accuracy, test_loss (of the best trial),
-          n_trials_completed, n_trials_failed
+  metrics BEST_VAL_ACCURACY, TEST_ACCURACY, TEST_LOSS (of the best trial),
+          N_TRIALS_COMPLETED, N_TRIALS_FAILED
   files   the space YAML under "space/", the best model under "best_model/"
-          (MLflow Keras model) and "best_model.keras"
+          (MLflow Keras model) and MODEL_FILE; the report under "report/"
 
-Child run (tag ROLE = "trial", tag "mlflow.parentRunId" = parent):
-  params  every LeNetConfig field (see LeNetConfig.to_params), plus VARIANT when
-          the trial is a documented variant, and tuner/* keys Hyperband adds
-  tags    STUDY, SEARCH_ID, TRIAL_ID, TRIAL_STATUS ("COMPLETED"|"FAILED"), FAILURE_REASON,
-          STOP_REASON ("early_stopping"|"max_epochs"|"nan"|"error"), VARIANT, WORKER
-  metrics per-epoch histories (step = epoch, from 0) of HISTORY_METRICS;
-          best_val_accuracy, best_val_loss, best_epoch, epochs_run, param_count,
-          wall_time_s; with several executions *_mean and *_std of the best
-          metrics; test_accuracy / test_loss when the trial was evaluated on test.
+Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
+  params  every LeNetConfig field (LeNetConfig.to_params), plus VARIANT when the trial is a
+          documented variant's recipe, BASE_VARIANT when the space changed that recipe, and
+          the tuner/* keys Hyperband adds
+  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, TRIAL_STATUS (TRIAL_STATUSES),
+          STOP_REASON (STOP_REASONS), FAILURE_REASON
+  metrics per-epoch histories (step = epoch, from 0) of HISTORY_METRICS; BEST_VAL_ACCURACY,
+          best_val_loss, best_epoch, epochs_run, param_count, wall_time_s; with several
+          executions *_mean and *_std of the best metrics; TEST_ACCURACY / TEST_LOSS when the
+          trial was evaluated on test.
 """
 
+# --------------------------------------------------------------------------- tags
 ROLE = "lenet.role"
 STUDY = "lenet.study"
 SPACE_FILE = "lenet.space_file"
@@ -40,9 +46,52 @@ VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
 WORKER = "lenet.worker"
 # Changes when a study starts over (`search --fresh`): reports read the latest search only.
 SEARCH_ID = "lenet.search_id"
+BEST_TRIAL_ID = "lenet.best_trial_id"
+BEST_TRIAL_RUN_ID = "lenet.best_trial_run_id"
+# A local worker finds its parent run by the launch id its launcher gave it.
+LAUNCH_ID = "lenet.launch_id"
+# Set on the parent run once the study is fully open and the oracle listens: remote workers wait for it.
+ORACLE = "lenet.oracle"
+# MLflow's own tags that the study sets.
+PARENT_RUN_ID = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
 
+# --------------------------------------------------------------------------- status values
+# TRIAL_STATUS of a child run; KILLED when its process was interrupted or died.
+COMPLETED, FAILED, KILLED = "COMPLETED", "FAILED", "KILLED"
+TRIAL_STATUSES = (COMPLETED, FAILED, KILLED)
+# STOP_REASON of a child run.
+STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR = (
+    "early_stopping", "max_epochs", "nan", "invalid", "error")
+STOP_REASONS = (STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR)
+# MLflow run statuses the study sets.
+RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+# --------------------------------------------------------------------------- params
+BASE_VARIANT = "base_variant"
+OBJECTIVE_PARAM = "objective"
+SPACE_FILE_PARAM = "space_file"
+DATA_RESOLVED_PARAM = "data_resolved"
+WORKERS_PARAM = "workers"
+THREADS_PARAM = "threads_per_worker"
+HYPERBAND_PREFIX = "tuner/"  # tuner/epochs, tuner/initial_epoch, tuner/bracket, tuner/round, tuner/trial_id
+
+# --------------------------------------------------------------------------- metrics
 HISTORY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 OBJECTIVE = "val_accuracy"
+BEST_VAL_ACCURACY = "best_val_accuracy"
+TEST_ACCURACY = "test_accuracy"
+TEST_LOSS = "test_loss"
+N_TRIALS_COMPLETED = "n_trials_completed"
+N_TRIALS_FAILED = "n_trials_failed"
+
+# --------------------------------------------------------------------------- artifacts
+MODEL_FILE = "best_model.keras"
+MODEL_NAME = "best_model"  # the MLflow Keras model on the parent run
+SPACE_DIR = "space"
+REPORT_DIR = "report"

@@ -1,17 +1,24 @@
-"""Run a study: space → keras-tuner → builder → fit → MLflow, then the test set once.
+"""One study in one process: space → keras-tuner → builder → fit → MLflow, then the test set once.
 
-`run_search` is what `lenet-study search` and `make search` call. The tuner's
-state lives in `logs/.keras-tuner/<study>/` (so running the same study again
-resumes it), TensorBoard event files in `logs/<study>/<trial>/execution<k>/`,
-and every run in the MLflow store (`mlflow.db` + `mlruns/` by default).
+`StudyRequest` is what a user asked for (built once, by the CLI or a benchmark);
+`open_study` does everything before the first trial (folders, search id, data,
+the parent run), `run_search` runs the trials in this process and
+`finish_study` evaluates the chosen model(s) on the test set and logs the best
+model. The parallel launcher (`study.parallel`) shares `open_study` and
+`finish_study`. The tuner's state lives in `logs/.keras-tuner/<study>/` (so
+running the same study again resumes it), TensorBoard event files in
+`logs/<study>/<trial>/execution<k>/`, and every run in the MLflow store
+(`mlflow.db` + `mlruns/` by default).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import math
 import shlex
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +36,36 @@ class SearchError(RuntimeError):
     """A study that cannot run as asked; one line for the user."""
 
 
+@dataclass(frozen=True)
+class StudyRequest:
+    """One study as the user asked for it: the space and its settings (flags applied), where it runs
+    and logs, and how many workers train its trials. Built once (cli.py) and handed on whole."""
+
+    space: Space
+    settings: StudySettings
+    study: str | None = None  # default: the space file's name (see default_study_name)
+    fresh: bool = False
+    data_dir: str | None = None
+    log_dir: str | Path = "logs"
+    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else ./mlflow.db
+    command: str | None = None  # recorded on the parent run (default: this process's command line)
+    workers: str | int = 1  # N or "auto"; 1 without oracle_bind: this process trains
+    threads: int | None = None  # TensorFlow threads per worker (default: cores / workers)
+    oracle_bind: str | None = None  # HOST[:PORT] to serve the oracle to remote workers
+
+    @property
+    def name(self) -> str:
+        """The study's name, checked."""
+        return study_name(self.space, self.settings, self.study)
+
+    @property
+    def parallel(self) -> bool:
+        return str(self.workers).strip() != "1" or bool(self.oracle_bind)
+
+    def replace(self, **changes) -> "StudyRequest":
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass
 class SearchResult:
     study: str
@@ -41,6 +78,11 @@ class SearchResult:
     failed: int
     ui_link: str
 
+    def done_line(self) -> str:
+        """The closing line of a search, in one process or with workers."""
+        return (f"done: {self.completed} trial(s) completed, {self.failed} failed; "
+                f"browse with `make ui`: {self.ui_link}")
+
 
 def default_study_name(space: Space, settings: StudySettings) -> str:
     """The space file's stem, with the dataset appended when a flag changed it."""
@@ -48,6 +90,13 @@ def default_study_name(space: Space, settings: StudySettings) -> str:
     if settings.dataset != space.settings.dataset:
         name += f"-{settings.dataset}"
     return name
+
+
+def study_name(space: Space, settings: StudySettings, study: str | None = None) -> str:
+    study = study or default_study_name(space, settings)
+    if not study or "/" in study:
+        raise SearchError(f"study name {study!r}: use letters, digits, '-', '_' and '.'")
+    return study
 
 
 def _search_id(project_dir: Path, fresh: bool) -> str:
@@ -59,18 +108,6 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
     search_id = uuid.uuid4().hex[:12]
     marker.write_text(search_id + "\n")
     return search_id
-
-
-def prepare_data(settings: StudySettings, data_dir: str | None):
-    """Load the dataset, subsample if the study asks, and carve the validation split."""
-    from .data import load_dataset, subsample, train_val_split
-
-    ds = load_dataset(settings.dataset, data_dir)
-    if settings.train_samples and settings.train_samples < len(ds.y_train):
-        n_test = min(len(ds.y_test), max(settings.train_samples // 2, 100))
-        ds = subsample(ds, settings.train_samples, n_test, seed=settings.seed)
-    x_tr, y_tr, x_val, y_val = train_val_split(ds.x_train, ds.y_train, settings.val_fraction, seed=settings.seed)
-    return ds, (x_tr, y_tr), (x_val, y_val)
 
 
 @dataclass
@@ -88,81 +125,72 @@ class OpenedStudy:
     tracker: object  # tracking.StudyTracker, its parent run started
 
 
-def study_name(space: Space, settings: StudySettings, study: str | None = None) -> str:
-    study = study or default_study_name(space, settings)
-    if not study or "/" in study:
-        raise SearchError(f"study name {study!r}: use letters, digits, '-', '_' and '.'")
-    return study
-
-
-def open_study(
-    space: Space,
-    settings: StudySettings,
-    *,
-    study: str | None = None,
-    fresh: bool = False,
-    data_dir: str | None = None,
-    log_dir: str | Path = "logs",
-    tracking_uri: str | None = None,
-    command: str | None = None,
-    echo=print,
-    extra_params: dict | None = None,
-    extra_tags: dict | None = None,
-) -> OpenedStudy:
+def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None = None) -> OpenedStudy:
     """Everything before the first trial: folders, search id, data, and the parent run with data and space.
 
-    Shared by the single-process search and the distributed launcher. On --fresh the tuner folder is
+    Shared by the single-process search and the parallel launcher. On --fresh the tuner folder is
     cleared here, before the new search id is written into it, so build the tuner with overwrite=False.
     """
     import shutil
 
     from . import tracking
+    from .data import prepare_data
 
-    study = study_name(space, settings, study)
-    log_dir = Path(log_dir)
+    space, settings, study = request.space, request.settings, request.name
+    log_dir = Path(request.log_dir)
     project_dir = log_dir / TUNER_DIRNAME / study
-    resumed = (project_dir / "oracle.json").exists() and not fresh
-    if fresh and project_dir.exists():
+    resumed = (project_dir / "oracle.json").exists() and not request.fresh
+    if request.fresh and project_dir.exists():
         shutil.rmtree(project_dir)
-    search_id = _search_id(project_dir, fresh)
+    search_id = _search_id(project_dir, request.fresh)
 
-    ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, data_dir)
+    ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, request.data_dir)
     prov = ds.provenance
     echo(
         f"study {study!r}: {settings.tuner} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "
         f"{len(ds.y_test):,} test, source {prov.source})"
     )
 
-    tracker = tracking.StudyTracker(study, tracking_uri, search_id=search_id)
+    tracker = tracking.StudyTracker(study, request.tracking_uri, search_id=search_id)
     stale = tracking.mark_stale_runs(tracker.client, tracker.experiment_id)
     if stale:
         echo(f"marked {stale} run(s) left RUNNING by an interrupted process as KILLED")
     run_name = f"{study} {time.strftime('%Y-%m-%d %H:%M:%S')}" + (" (resumed)" if resumed else "")
     params = {
-        "tuner": settings.tuner, "max_trials": settings.max_trials, "epochs": settings.epochs,
-        "patience": settings.patience, "dataset": settings.dataset, "data_resolved": prov.resolved,
-        "executions_per_trial": settings.executions_per_trial, "seed": settings.seed,
-        "val_fraction": settings.val_fraction, "objective": schema.OBJECTIVE, "space_file": str(space.path),
-        "test_eval": settings.test_eval, "train_samples": settings.train_samples or "all",
-        "hyperband_factor": settings.hyperband_factor,
+        **settings.to_params(),
+        schema.DATA_RESOLVED_PARAM: prov.resolved,
+        schema.OBJECTIVE_PARAM: schema.OBJECTIVE,
+        schema.SPACE_FILE_PARAM: str(space.path),
         **(extra_params or {}),
     }
     tags = {
         schema.SPACE_FILE: str(space.path),
         schema.SPACE_DIGEST: space.digest,
         schema.GIT_COMMIT: tracking.git_commit(),
-        schema.COMMAND: command or shlex.join(sys.argv),
-        "mlflow.note.content": space.settings.description or f"LeNet-5 study {study}",
-        **(extra_tags or {}),
+        schema.COMMAND: request.command or shlex.join(sys.argv),
+        schema.NOTE: space.settings.description or f"LeNet-5 study {study}",
     }
     tracker.start_parent(run_name, params, tags)
     try:
         tracker.log_dataset(ds, prov)
-        tracker.log_parent_artifact(space.path, "space")
+        tracker.log_parent_artifact(space.path, schema.SPACE_DIR)
     except BaseException:
-        tracker.end_parent("FAILED")
+        tracker.end_parent(schema.RUN_FAILED)
         raise
     return OpenedStudy(study, log_dir, project_dir, search_id, resumed, ds, (x_tr, y_tr), (x_val, y_val), tracker)
+
+
+def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None):
+    """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh)."""
+    from .tuner import LeNetHyperModel, make_tuner
+
+    settings = request.settings
+    return make_tuner(
+        settings.tuner, hypermodel=LeNetHyperModel(settings, opened.ds.input_shape),
+        hyperparameters=request.space.hyperparameters(), settings=settings, tracker=opened.tracker,
+        progress=progress, directory=str(opened.log_dir / TUNER_DIRNAME), project_name=opened.study,
+        overwrite=False,
+    )
 
 
 def search_callbacks(log_dir: str | Path, study: str) -> list:
@@ -177,80 +205,91 @@ def search_callbacks(log_dir: str | Path, study: str) -> list:
     ]
 
 
-def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print) -> SearchResult:
-    """After the last trial: the test set once for the chosen model(s), the best model on the parent run."""
-    from . import tracking
+def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
+    """Set the progress line's totals and say what a resumed study keeps."""
+    from .tuner import expected_trials, trial_counts
 
-    result = _evaluate_on_test(tuner, opened.tracker, settings, opened.ds, echo)
-    result.ui_link = tracking.ui_link(opened.tracker.uri, opened.tracker.experiment_id)
-    return result
+    done_before = trial_counts(tuner.oracle).finished
+    progress.total = expected_trials(tuner, request.settings, request.space.size())
+    progress.done = done_before
+    if done_before:
+        echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
 
 
-def run_search(
-    space: Space,
-    settings: StudySettings,
-    *,
-    study: str | None = None,
-    fresh: bool = False,
-    data_dir: str | None = None,
-    log_dir: str | Path = "logs",
-    tracking_uri: str | None = None,
-    command: str | None = None,
-    echo=print,
-) -> SearchResult:
-    from .tuner import LeNetHyperModel, Progress, expected_trials, gc_frozen, make_tuner
+def run_search(request: StudyRequest, echo=print) -> SearchResult:
+    """`lenet-study search SPACE` with one worker: every trial in this process."""
+    from .tuner import Progress, gc_frozen
 
-    opened = open_study(space, settings, study=study, fresh=fresh, data_dir=data_dir, log_dir=log_dir,
-                        tracking_uri=tracking_uri, command=command, echo=echo)
-    study, log_dir, tracker = opened.study, opened.log_dir, opened.tracker
+    opened = open_study(request, echo=echo)
     (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
-    status = "FAILED"
-    try:
-        hp = space.hyperparameters()
+    with opened.tracker.parent_status(), interrupt_note(echo):
         progress = Progress(None, echo=echo)
-        tuner = make_tuner(
-            settings.tuner, hypermodel=LeNetHyperModel(settings), hyperparameters=hp, settings=settings,
-            tracker=tracker, progress=progress, directory=str(log_dir / TUNER_DIRNAME), project_name=study,
-            overwrite=False,  # open_study already cleared the folder on --fresh
-        )
-        done_before = len([t for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
-        progress.total = expected_trials(tuner, settings, space.size())
-        progress.done = done_before
-        if done_before:
-            echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
+        tuner = make_study_tuner(request, opened, progress)
+        announce_resume(tuner, progress, request, echo)
         with gc_frozen():  # keras-tuner's two collections per model build then skip the libraries and the data
-            tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, study),
-                         verbose=0)
-            result = finish_study(tuner, opened, settings, echo)
-        status = "FINISHED"
-        return result
+            tuner.search(x_tr, y_tr, validation_data=(x_val, y_val),
+                         callbacks=search_callbacks(opened.log_dir, opened.study), verbose=0)
+            return finish_study(tuner, opened, request.settings, echo)
+
+
+@contextlib.contextmanager
+def interrupt_note(echo):
+    """On Ctrl-C: say that finished trials are kept and how to resume (the interrupt goes on)."""
+    try:
+        yield
     except KeyboardInterrupt:
-        status = "KILLED"
         echo("interrupted: finished trials are kept; run the same command again to resume")
         raise
-    finally:
-        tracker.end_parent(status)
 
 
-def _finished_trials(tuner):
-    return [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print,
+                 ui_uri: str | None = None) -> SearchResult:
+    """After the last trial: the test set once for the chosen model(s), the best model on the parent run.
+    `ui_uri`: the store whose UI link to print (default: the tracker's)."""
+    from . import tracking
+    from .tuner import trial_counts
 
-
-def _evaluate_on_test(tuner, tracker, settings: StudySettings, ds, echo) -> SearchResult:
-    """The test set, once, for the chosen model(s) only; the best model goes on the parent run."""
-    import math
-
+    tracker = opened.tracker
+    counts = trial_counts(tuner.oracle)
     trials = sorted(_finished_trials(tuner), key=lambda t: t.score, reverse=True)
-    failed = len([t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")])
     result = SearchResult(tracker.study, tracker.experiment_id, tracker.parent_run_id, None, None, None,
-                          len(trials), failed, "")
-    tracker.log_parent_metrics({"n_trials_completed": len(trials), "n_trials_failed": failed})
+                          counts.completed, counts.failed, tracking.ui_link(ui_uri or tracker.uri, tracker.experiment_id))
+    tracker.log_parent_metrics({schema.N_TRIALS_COMPLETED: counts.completed, schema.N_TRIALS_FAILED: counts.failed})
     if not trials:
         echo("no trial finished: nothing to evaluate on the test set")
         return result
+    result.best_trial_id, result.best_val_accuracy = trials[0].trial_id, float(trials[0].score)
+    tracker.log_parent_metrics({schema.BEST_VAL_ACCURACY: result.best_val_accuracy})
+    tracker.set_parent_tags({schema.BEST_TRIAL_ID: trials[0].trial_id})
+    checkpoint = Path(_checkpoint(tuner, trials[0].trial_id))
+    if not checkpoint.exists():
+        # A worker on another machine trained it, and the chief and the workers share no --log-dir.
+        echo(f"best trial {result.best_trial_id}: val_accuracy {result.best_val_accuracy:.4f}; not evaluated on "
+             f"the test set: its checkpoint {checkpoint} is not on this machine (give the chief and the workers "
+             "one shared --log-dir)")
+        return result
+    _evaluate_on_test(tuner, trials, opened, settings, result, echo)
+    return result
+
+
+def _finished_trials(tuner):
+    from .kt_compat import TrialStatus
+
+    return [t for t in tuner.oracle.trials.values() if t.status == TrialStatus.COMPLETED and t.score is not None]
+
+
+def _checkpoint(tuner, trial_id: str) -> str:
+    from .kt_compat import checkpoint_path
+
+    return checkpoint_path(tuner, trial_id)
+
+
+def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySettings, result: SearchResult, echo) -> None:
+    """The test set, once, for the chosen model(s) only; the best model goes on the parent run."""
+    tracker, ds = opened.tracker, opened.ds
     runs = {}
     for run in tracker.trial_runs():  # newest first: keep the latest finished run per trial
-        if run.info.status == "FINISHED":
+        if run.info.status == schema.RUN_FINISHED:
             runs.setdefault(run.data.tags.get(schema.TRIAL_ID), run)
     chosen = trials if settings.test_eval == "all" else trials[:1]
     best_model = None
@@ -258,50 +297,30 @@ def _evaluate_on_test(tuner, tracker, settings: StudySettings, ds, echo) -> Sear
         run = runs.get(trial.trial_id)
         model = tuner.load_model(trial)  # its optimizer-slot warning is filtered in study.tuner
         test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
-        if run is not None and "test_accuracy" not in run.data.metrics:
-            tracker.log_trial_metrics(run.info.run_id, {"test_accuracy": test_acc, "test_loss": test_loss})
+        if run is not None and schema.TEST_ACCURACY not in run.data.metrics:
+            tracker.log_trial_metrics(run.info.run_id, {schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
         if rank == 0:
             best_model = model
-            result.best_trial_id = trial.trial_id
-            result.best_val_accuracy = float(trial.score)
             result.test_accuracy = float(test_acc)
-            tracker.log_parent_metrics(
-                {"best_val_accuracy": float(trial.score), "test_accuracy": test_acc, "test_loss": test_loss}
-            )
+            tracker.log_parent_metrics({schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
             if run is not None:
-                tracker.client.set_tag(tracker.parent_run_id, "lenet.best_trial_run_id", run.info.run_id)
-            tracker.client.set_tag(tracker.parent_run_id, "lenet.best_trial_id", trial.trial_id)
+                tracker.set_parent_tags({schema.BEST_TRIAL_RUN_ID: run.info.run_id})
     echo(
         f"best trial {result.best_trial_id}: val_accuracy {result.best_val_accuracy:.4f}, "
         f"test_accuracy {result.test_accuracy:.4f} ({len(chosen)} model(s) evaluated on the test set once)"
     )
     if best_model is not None and math.isfinite(result.test_accuracy):
         _log_best_model(tracker, best_model, ds.x_test[:2])
-    return result
 
 
 def _log_best_model(tracker, model, example) -> None:
-    """The best model as `best_model.keras` (keras.models.load_model) and as an MLflow Keras model."""
-    import mlflow
+    """The best model on the parent run, loadable with keras and with mlflow."""
     import keras
+    import tensorflow as tf
 
     # The checkpoint restored weights only; build the optimizer's slots so the saved file loads cleanly.
     model.optimizer.build(model.trainable_variables)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "best_model.keras"
-        model.save(path)
-        tracker.log_parent_artifact(path)
-    requirements = [f"keras=={keras.__version__}", f"tensorflow=={_tf_version()}"]
-    signature = mlflow.models.infer_signature(example.astype("float32"), model.predict(example, verbose=0))
-    with mlflow.start_run(run_id=tracker.parent_run_id):
-        mlflow.keras.log_model(model, name="best_model", pip_requirements=requirements, signature=signature)
-    # start_run(run_id=...) ended the run as FINISHED on exit; the caller sets the final status.
-
-
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
+    tracker.log_best_model(model, example, [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:
@@ -309,4 +328,3 @@ def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySetti
 
     space = load_space(path)
     return space, space.settings.override(**overrides)
-

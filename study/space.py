@@ -34,7 +34,8 @@ from .variants import VARIANTS
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
 
-_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(m.LeNetConfig)}
+# knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
+_KNOB_KINDS = {name: m.scalar_type(tp) for name, tp in m.field_types(m.LeNetConfig).items()}
 # The values each categorical knob may take; numeric knobs are checked by LeNetConfig.
 ALLOWED_VALUES: dict[str, tuple] = {
     "activation": m.ACTIVATIONS,
@@ -48,7 +49,7 @@ ALLOWED_VALUES: dict[str, tuple] = {
     "input_scaling": tuple(m.INPUT_SCALINGS),
     "variant": tuple(VARIANTS),
 }
-KNOBS = tuple(_CONFIG_FIELDS) + ("variant",)
+KNOBS = tuple(_KNOB_KINDS) + ("variant",)
 KNOB_TYPES = ("choice", "int", "float", "fixed")
 SPEC_KEYS = set(KNOB_TYPES) | {"sampling", "step", "when"}
 SAMPLINGS = ("linear", "log", "reverse_log")
@@ -80,6 +81,23 @@ class StudySettings:
         settings = dataclasses.replace(self, **changes)
         _check_settings(settings, "command line")
         return settings
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string parameters, as logged on a study's parent run; `from_params` reverses it.
+        The description goes to the run's note instead."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "description":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = "all" if f.name == "train_samples" and value is None else str(value)
+        return out
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], base: "StudySettings | None" = None) -> "StudySettings":
+        """The settings a parent run recorded (see `to_params`), over `base` for what it did not record."""
+        changes = m.params_to_fields(cls, params, skip=("description",))
+        return dataclasses.replace(base or cls(), **changes)
 
 
 @dataclass(frozen=True)
@@ -196,10 +214,10 @@ def _check_value(where: str, knob: str, value: Any) -> None:
         return
     if knob in ALLOWED_VALUES or knob == "dense_units":
         return
-    ftype = _CONFIG_FIELDS[knob].type
-    if ftype == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+    kind = _KNOB_KINDS[knob]
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise SpaceError(f"{where}: {value!r} is not an integer")
-    if ftype == "float" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+    if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         raise SpaceError(f"{where}: {value!r} is not a number")
 
 
@@ -233,9 +251,8 @@ def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) 
     else:
         if knob in ALLOWED_VALUES or knob == "dense_units":
             raise SpaceError(f"{where}: {knob} is categorical; use choice or fixed")
-        ftype = _CONFIG_FIELDS[knob].type
-        if kind == "int" and ftype != "int":
-            raise SpaceError(f"{where}: {knob} is a {ftype}; use float")
+        if kind == "int" and _KNOB_KINDS[knob] is not int:
+            raise SpaceError(f"{where}: {knob} is a {_KNOB_KINDS[knob].__name__}; use float")
         if not (isinstance(body, list) and len(body) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in body)):
             raise SpaceError(f"{where}.{kind}: expected [min, max], got {body!r}")
         low, high = body
@@ -360,7 +377,7 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
     the study's), else from the defaults with the study's epochs and patience;
     then apply every other value the trial carries.
     """
-    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}  # Hyperband's own
     variant = values.pop("variant", None)
     if variant is not None:
         base = VARIANTS[variant].config
@@ -372,7 +389,7 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
             base = base.replace(epochs=settings.epochs, patience=settings.patience)
     changes = {}
     for key, value in values.items():
-        if key not in _CONFIG_FIELDS:
+        if key not in _KNOB_KINDS:
             continue
         changes[key] = m.parse_widths(value) if key == "dense_units" else value
     if "optimizer" in changes and changes["optimizer"] != "sgd" and "momentum" not in changes:

@@ -1,19 +1,24 @@
-"""The MLflow side of a study: the store, the parent run per invocation, a child run per trial.
+"""The only door to MLflow: the store, the parent run per invocation, a child run per trial, and every query.
 
-Everything goes through `MlflowClient` with explicit run ids, so the same code
-works in the process that runs the search and in worker processes that only
-know the parent run's id. Names of tags and metrics are in `schema.py`.
+Everything goes through `MlflowClient` with explicit run ids and URIs, so the
+same code works in the process that runs the search and in worker processes
+that only know the parent run's id. Every MLflow search filter the package
+uses is built here (the queries section), and nothing here or elsewhere sets
+MLflow's process-wide tracking URI for good: the two fluent calls that need it
+(`mlflow.search_runs`, `mlflow.keras.log_model`) run inside `scoped_uri`,
+which puts back what was there. Names of tags and metrics are in `schema.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from . import schema
 
@@ -34,12 +39,30 @@ def _local_artifact_root(uri: str) -> str | None:
 
 
 def client(uri: str | None = None):
-    import mlflow
+    """An MlflowClient on the given store (see `tracking_uri`); MLflow's global URI is left alone."""
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(uri)
+    return MlflowClient(tracking_uri=tracking_uri(uri))
+
+
+@contextlib.contextmanager
+def scoped_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for a while, then put back exactly what was there
+    (the module global and MLFLOW_TRACKING_URI). For the fluent calls that take no client."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = getattr(tracking_utils, "_tracking_uri", None)
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
@@ -55,7 +78,7 @@ def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
         name,
         artifact_location=f"{root}/{_safe(name)}" if root else None,
         # Marks the experiment as classic model training for MLflow's own tools.
-        tags={"mlflow.experimentKind": "custom_model_development"},
+        tags={schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_TRAINING},
     )
 
 
@@ -80,13 +103,20 @@ def git_commit(cwd: str | Path = ".") -> str:
         return "unknown"
 
 
+UI_HOST = "http://127.0.0.1:5000"  # where `make ui` serves a local store
+
+
 def ui_link(uri: str, experiment_id: str) -> str:
-    # MLflow 3.17's UI opens experiments in its GenAI view unless told otherwise.
-    base = uri if uri.startswith("http") else "http://127.0.0.1:5000"
+    """The MLflow UI's runs table of an experiment (MLflow 3.17 opens its GenAI view without the flag)."""
+    base = uri if uri.startswith("http") else UI_HOST
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
-def mark_stale_runs(c, experiment_id: str, status: str = "KILLED") -> int:
+def run_link(experiment_id: str, run_id: str, host: str = UI_HOST) -> str:
+    return f"{host.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mark_stale_runs(c, experiment_id: str, status: str = schema.RUN_KILLED) -> int:
     """End runs left RUNNING by a killed process; returns how many."""
     runs = c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
     for run in runs:
@@ -94,6 +124,105 @@ def mark_stale_runs(c, experiment_id: str, status: str = "KILLED") -> int:
             c.set_tag(run.info.run_id, schema.TRIAL_STATUS, status)
         c.set_terminated(run.info.run_id, status=status)
     return len(runs)
+
+
+# --------------------------------------------------------------------------- queries: every filter the package uses
+
+
+def _tag_is(key: str, value: str) -> str:
+    return f"tags.`{key}` = '{value}'"
+
+
+def _all(*clauses: str) -> str:
+    return " and ".join(c for c in clauses if c)
+
+
+def study_experiments(c) -> dict[str, str]:
+    """name -> experiment id of every active experiment holding a parent run with ROLE=study."""
+    from mlflow.entities import ViewType
+
+    experiments, token = [], None
+    while True:
+        page = c.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            break
+    out = {}
+    for exp in experiments:
+        if c.search_runs([exp.experiment_id], filter_string=_tag_is(schema.ROLE, schema.ROLE_STUDY), max_results=1):
+            out[exp.name] = exp.experiment_id
+    return out
+
+
+def study_parents(c, experiment_ids: list[str], *, running: bool = False, launch_id: str | None = None,
+                  oracle_listening: bool = False, max_results: int = 200) -> list:
+    """Parent runs (ROLE=study), newest first: only RUNNING ones, only those of one launch, or only those
+    whose oracle listens (the ORACLE tag is set once a study is fully open)."""
+    flt = _all(_tag_is(schema.ROLE, schema.ROLE_STUDY),
+               "attributes.status = 'RUNNING'" if running else "",
+               _tag_is(schema.LAUNCH_ID, launch_id) if launch_id else "",
+               f"tags.`{schema.ORACLE}` LIKE '%'" if oracle_listening else "")
+    return c.search_runs(experiment_ids, filter_string=flt, max_results=max_results,
+                         order_by=["attributes.start_time DESC"])
+
+
+def trial_runs(c, experiment_id: str, search_id: str | None = None, *, trial_id: str | None = None,
+               completed: bool = False, max_results: int = 5000) -> list:
+    """Child runs (ROLE=trial) of an experiment, newest first: of one search, of one trial id, or only
+    the completed ones (FINISHED with TRIAL_STATUS=COMPLETED)."""
+    flt = _all(_tag_is(schema.ROLE, schema.ROLE_TRIAL),
+               _tag_is(schema.SEARCH_ID, search_id) if search_id is not None else "",
+               _tag_is(schema.TRIAL_ID, trial_id) if trial_id is not None else "",
+               _all(_tag_is(schema.TRIAL_STATUS, schema.COMPLETED), "attributes.status = 'FINISHED'")
+               if completed else "")
+    return c.search_runs([experiment_id], filter_string=flt, max_results=max_results,
+                         order_by=["attributes.start_time DESC"])
+
+
+def running_children(c, experiment_id: str, parent_run_id: str, worker: str | None = None) -> list:
+    """RUNNING child runs of one parent run, of one worker or of all."""
+    flt = _all(_tag_is("mlflow.parentRunId", parent_run_id), "attributes.status = 'RUNNING'",
+               _tag_is(schema.WORKER, worker) if worker is not None else "")
+    return c.search_runs([experiment_id], filter_string=flt, max_results=1000)
+
+
+def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000):
+    """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
+    tags.* columns), read from the store at `uri`."""
+    import mlflow
+
+    with scoped_uri(uri):
+        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=max_results)
+
+
+def metric_histories(c, run_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS) -> list[tuple[int, str, float]]:
+    """(step, metric, value) for every logged point of `metrics` in one run."""
+    return [(int(m.step), metric, float(m.value)) for metric in metrics for m in c.get_metric_history(run_id, metric)]
+
+
+def dataset_inputs(c, run_id: str) -> list[dict[str, Any]]:
+    """The MLflow dataset inputs of a run (name, digest, source, profile, context)."""
+    run = c.get_run(run_id)
+    out = []
+    for di in getattr(run.inputs, "dataset_inputs", None) or []:
+        ds = di.dataset
+        tags = {t.key: t.value for t in (di.tags or [])}
+        out.append({"name": ds.name, "digest": ds.digest, "source_type": ds.source_type, "source": ds.source,
+                    "profile": ds.profile, "context": tags.get("mlflow.data.context")})
+    return out
+
+
+def has_artifact(c, run_id: str, path: str) -> bool:
+    try:
+        return any(f.path == path for f in c.list_artifacts(run_id))
+    except Exception:
+        return False
+
+
+def attach(c, run_id: str, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+    for path in paths:
+        c.log_artifact(run_id, str(path), artifact_path)
 
 
 @dataclass
@@ -104,7 +233,7 @@ class TrialSummary:
     best_val_loss: float = math.nan
     best_epoch: int = -1
     epochs_run: int = 0
-    stop_reason: str = "max_epochs"
+    stop_reason: str = schema.STOP_MAX_EPOCHS
     nan: bool = False
     per_execution: list[dict] = field(default_factory=list)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -133,11 +262,11 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         run_epochs = len(epochs)
         last_epoch = (epochs[-1] + 1) if epochs else 0
         if nan:
-            reason = "nan"
+            reason = schema.STOP_NAN
         elif max_epochs and last_epoch < max_epochs:
-            reason = "early_stopping"
+            reason = schema.STOP_EARLY
         else:
-            reason = "max_epochs"
+            reason = schema.STOP_MAX_EPOCHS
         per_exec.append(
             {
                 "best_val_accuracy": vacc[best_i] if best_i is not None else math.nan,
@@ -156,7 +285,8 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         s.best_epoch = per_exec[0]["best_epoch"]
         s.epochs_run = int(max(e["epochs_run"] for e in per_exec))
         reasons = {e["stop_reason"] for e in per_exec}
-        s.stop_reason = "nan" if "nan" in reasons else ("early_stopping" if "early_stopping" in reasons else "max_epochs")
+        s.stop_reason = next(r for r in (schema.STOP_NAN, schema.STOP_EARLY, schema.STOP_MAX_EPOCHS)
+                             if r in reasons or r == schema.STOP_MAX_EPOCHS)
     return s
 
 
@@ -201,9 +331,44 @@ class StudyTracker:
         for key, value in provenance.to_dict().items():
             self.client.set_tag(self.parent_run_id, f"{schema.DATA_PREFIX}{key}", str(value))
 
-    def end_parent(self, status: str = "FINISHED") -> None:
+    def end_parent(self, status: str = schema.RUN_FINISHED) -> None:
         if self.parent_run_id:
             self.client.set_terminated(self.parent_run_id, status=status)
+
+    @contextlib.contextmanager
+    def parent_status(self) -> Iterator[None]:
+        """Own the parent run's final status: FINISHED when the block completes, KILLED on Ctrl-C or
+        SIGTERM, FAILED on any other error. The one place a study's parent run is ended."""
+        status = schema.RUN_FAILED
+        try:
+            yield
+            status = schema.RUN_FINISHED
+        except KeyboardInterrupt:
+            status = schema.RUN_KILLED
+            raise
+        finally:
+            self.end_parent(status)
+
+    def set_parent_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.parent_run_id, key, str(value))
+
+    def log_best_model(self, model, example, pip_requirements: list[str]) -> None:
+        """The best model on the parent run as MODEL_FILE (keras.models.load_model) and as the MLflow
+        Keras model MODEL_NAME (mlflow.keras.load_model("runs:/<parent>/best_model"))."""
+        import tempfile
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / schema.MODEL_FILE
+            model.save(path)
+            self.log_parent_artifact(path)
+        signature = mlflow.models.infer_signature(example.astype("float32"), model.predict(example, verbose=0))
+        with scoped_uri(self.uri), mlflow.start_run(run_id=self.parent_run_id):
+            mlflow.keras.log_model(model, name=schema.MODEL_NAME, pip_requirements=pip_requirements,
+                                   signature=signature)
+        # start_run(run_id=...) ended the run as FINISHED on exit; parent_status sets the final status.
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
         self._log_summary(self.parent_run_id, None, metrics)
@@ -216,7 +381,7 @@ class StudyTracker:
         from mlflow.entities import Param
 
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
+            schema.PARENT_RUN_ID: self.parent_run_id,
             schema.ROLE: schema.ROLE_TRIAL,
             schema.STUDY: self.study,
             schema.SEARCH_ID: self.search_id,
@@ -232,7 +397,7 @@ class StudyTracker:
 
     def finish_trial(self, run_id: str, summary: TrialSummary, extra: dict[str, float]) -> None:
         scalars = {
-            "best_val_accuracy": summary.best_val_accuracy,
+            schema.BEST_VAL_ACCURACY: summary.best_val_accuracy,
             "best_val_loss": summary.best_val_loss,
             "best_epoch": summary.best_epoch,
             "epochs_run": summary.epochs_run,
@@ -247,16 +412,16 @@ class StudyTracker:
                 scalars[f"{key}_std"] = float(np.std(values, ddof=1))
         self._log_summary(run_id, summary, scalars)
         self.client.set_tag(run_id, schema.STOP_REASON, summary.stop_reason)
-        self.client.set_tag(run_id, schema.TRIAL_STATUS, "COMPLETED")
-        self.client.set_terminated(run_id, status="FINISHED")
+        self.client.set_tag(run_id, schema.TRIAL_STATUS, schema.COMPLETED)
+        self.client.set_terminated(run_id, status=schema.RUN_FINISHED)
 
     def fail_trial(self, run_id: str, reason: str, stop_reason: str, summary: TrialSummary | None = None,
                    extra: dict[str, float] | None = None) -> None:
         self._log_summary(run_id, summary, extra or {})
-        self.client.set_tag(run_id, schema.TRIAL_STATUS, "FAILED")
+        self.client.set_tag(run_id, schema.TRIAL_STATUS, schema.FAILED)
         self.client.set_tag(run_id, schema.FAILURE_REASON, reason[:4000])
         self.client.set_tag(run_id, schema.STOP_REASON, stop_reason)
-        self.client.set_terminated(run_id, status="FAILED")
+        self.client.set_terminated(run_id, status=schema.RUN_FAILED)
 
     def _log_summary(self, run_id: str, summary: TrialSummary | None, scalars: dict[str, float]) -> None:
         """Per-epoch histories (step = epoch) and scalar metrics, in batches MLflow accepts."""
@@ -270,15 +435,37 @@ class StudyTracker:
             self.client.log_batch(run_id, metrics=metrics[start:start + 900])
 
     def kill_trial(self, run_id: str) -> None:
-        self.client.set_tag(run_id, schema.TRIAL_STATUS, "KILLED")
-        self.client.set_terminated(run_id, status="KILLED")
+        self.client.set_tag(run_id, schema.TRIAL_STATUS, schema.KILLED)
+        self.client.set_terminated(run_id, status=schema.RUN_KILLED)
 
     def log_trial_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         self._log_summary(run_id, None, metrics)
 
+    # queries about this study ---------------------------------------------
     def trial_runs(self, search_id: str | None = None) -> list:
-        """Finished child runs of this study's current search (all parents), newest first."""
-        search_id = self.search_id if search_id is None else search_id
-        flt = f"tags.`{schema.ROLE}` = '{schema.ROLE_TRIAL}' and tags.`{schema.SEARCH_ID}` = '{search_id}'"
-        return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000,
-                                       order_by=["attributes.start_time DESC"])
+        """Child runs of this study's current search (all parents), newest first."""
+        return trial_runs(self.client, self.experiment_id, self.search_id if search_id is None else search_id)
+
+    def run_of_trial(self, trial_id: str):
+        """The run that ended a trial of this search (the newest ended one, else the newest), or None."""
+        runs = trial_runs(self.client, self.experiment_id, self.search_id, trial_id=trial_id, max_results=50)
+        ended = [r for r in runs if r.info.status in (schema.RUN_FINISHED, schema.RUN_FAILED)]
+        return (ended or runs or [None])[0]
+
+    def completed_run_of_trial(self, trial_id: str):
+        """This search's completed run of a trial, or None."""
+        runs = trial_runs(self.client, self.experiment_id, self.search_id, trial_id=trial_id, completed=True,
+                          max_results=1)
+        return runs[0] if runs else None
+
+    def running_children(self, worker: str | None = None) -> list:
+        """RUNNING child runs of the parent run, of one worker or of all."""
+        return running_children(self.client, self.experiment_id, self.parent_run_id, worker)
+
+    def kill_running_children(self, worker: str | None = None) -> list[str]:
+        """Mark the parent's RUNNING child runs (of one worker, or all) KILLED; returns their trial ids."""
+        trial_ids = []
+        for run in self.running_children(worker):
+            self.kill_trial(run.info.run_id)
+            trial_ids.append(run.data.tags.get(schema.TRIAL_ID, "?"))
+        return trial_ids

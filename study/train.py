@@ -7,6 +7,7 @@ and the test accuracy; it records nothing in MLflow.
 
 from __future__ import annotations
 
+from . import schema
 from .model import LeNetConfig, build_lenet
 from .space import StudySettings
 
@@ -33,7 +34,7 @@ def config_for(variant: str | None = None, run_id: str | None = None, tracking_u
     if "activation" not in params:
         raise TrainError(f"run {run_id} is not a trial run (it has no knob parameters)")
     dataset = params.get("dataset")
-    parent = run.data.tags.get("mlflow.parentRunId")
+    parent = run.data.tags.get(schema.PARENT_RUN_ID)
     if parent:
         dataset = c.get_run(parent).data.params.get("dataset", dataset)
     return LeNetConfig.from_params(params), dataset or "mnist"
@@ -42,7 +43,7 @@ def config_for(variant: str | None = None, run_id: str | None = None, tracking_u
 def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=None, save=None, echo=print):
     import keras
 
-    from .search import prepare_data
+    from .data import prepare_data
     from .tuner import fit_model, knob_text
 
     config, default_dataset = config_for(variant, run_id)

@@ -14,12 +14,14 @@ import gc
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import keras_tuner as kt
 
-from . import schema
+from . import kt_compat, schema
+from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
 from .space import StudySettings, resolve_config
 from .tracking import StudyTracker, summarise
@@ -30,14 +32,9 @@ from .tracking import StudyTracker, summarise
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 
-def set_debug(debug: bool) -> None:
-    """keras-tuner prints a traceback for every failed trial unless its DEBUG flag is off; ours record
-    the reason in MLflow and the progress line, so tracebacks only with `lenet-study -v`."""
-    from keras_tuner.src import config as kt_config
-
-    kt_config.DEBUG = debug
-
-
+# keras-tuner prints a traceback for every failed trial; ours record the reason in MLflow and the
+# progress line, so tracebacks only with `lenet-study -v` (cli sets it back on).
+set_debug = kt_compat.set_debug
 set_debug(False)
 
 
@@ -76,7 +73,7 @@ def gc_frozen():
 def hp_values(hp: kt.HyperParameters) -> dict[str, Any]:
     """The active values of a trial's hyperparameters (inactive conditional knobs left out)."""
     # Hyperband's tuner/epochs, tuner/initial_epoch, tuner/trial_id... are values outside the space.
-    return {name: value for name, value in hp.values.items() if name.startswith("tuner/") or hp.is_active(name)}
+    return {name: value for name, value in hp.values.items() if name.startswith(schema.HYPERBAND_PREFIX) or hp.is_active(name)}
 
 
 def config_from_hp(hp: kt.HyperParameters, settings: StudySettings | None = None) -> LeNetConfig:
@@ -92,12 +89,14 @@ def build_model(hp: kt.HyperParameters):
 class LeNetHyperModel(kt.HyperModel):
     """build(hp) through the pure builder; fit(hp, model, ...) with the trial's own recipe."""
 
-    def __init__(self, settings: StudySettings | None = None):
+    def __init__(self, settings: StudySettings | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(name="lenet5")
         self.settings = settings
+        self.input_shape = input_shape  # the data's image shape; None: the builder's default (28x28x1)
 
     def build(self, hp):
-        return build_lenet(config_from_hp(hp, self.settings))
+        config = config_from_hp(hp, self.settings)
+        return build_lenet(config, self.input_shape) if self.input_shape else build_lenet(config)
 
     def fit(self, hp, model, *args, **kwargs):
         return fit_model(model, config_from_hp(hp, self.settings), *args, **kwargs)
@@ -160,11 +159,11 @@ class Progress:
                    seconds: float, note: str = "") -> None:
         self.done += 1
         self.finished_here += 1
-        if status == "COMPLETED" and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
+        if status == schema.COMPLETED and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
             self.best = (val_acc, trial_id)
         elapsed = time.monotonic() - self.started
         n_of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
-        result = f"val_acc {val_acc:.4f}" if status == "COMPLETED" else f"FAILED ({note})"
+        result = f"val_acc {val_acc:.4f}" if status == schema.COMPLETED else f"FAILED ({note})"
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
         remaining = ""
         if self.total and self.total > self.done:
@@ -202,14 +201,14 @@ class TrackedMixin:
             config = config_from_hp(hp, self.settings)
         except ConfigError as exc:
             run_id = self.tracker.start_trial(trial.trial_id, {k: v for k, v in values.items()}, variant)
-            self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", "invalid")
+            self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", schema.STOP_INVALID)
             self._last["note"] = "impossible configuration"
             raise kt.errors.FailedTrialError(str(exc)) from None
         params = config.to_params()
-        params.update({k: v for k, v in values.items() if k.startswith("tuner/")})
+        params.update({k: v for k, v in values.items() if k.startswith(schema.HYPERBAND_PREFIX)})
         if variant and not is_recipe(config, variant):
             # The space changed the variant's recipe (an ablation): a new configuration, not the variant.
-            params["base_variant"] = variant
+            params[schema.BASE_VARIANT] = variant
             variant = None
         if variant:
             params[schema.VARIANT] = variant
@@ -220,10 +219,10 @@ class TrackedMixin:
         try:
             histories = super().run_trial(trial, *args, **kwargs)
         except kt.errors.FatalError:
-            self.tracker.fail_trial(run_id, "fatal keras-tuner error", "error")
+            self.tracker.fail_trial(run_id, "fatal keras-tuner error", schema.STOP_ERROR)
             raise
         except Exception as exc:  # a failing trial is recorded and the study goes on
-            self.tracker.fail_trial(run_id, _one_line(exc), "error",
+            self.tracker.fail_trial(run_id, _one_line(exc), schema.STOP_ERROR,
                                     extra={"wall_time_s": time.monotonic() - started})
             self._last["note"] = _one_line(exc)[:80]
             raise kt.errors.FailedTrialError(_one_line(exc)) from exc
@@ -237,7 +236,7 @@ class TrackedMixin:
         self._last.update(epochs=summary.epochs_run, val_acc=summary.best_val_accuracy, run_id=run_id)
         if summary.nan:
             reason = "diverged: the loss became NaN"
-            self.tracker.fail_trial(run_id, reason, "nan", summary, extra)
+            self.tracker.fail_trial(run_id, reason, schema.STOP_NAN, summary, extra)
             self._last["note"] = "NaN loss"
             raise kt.errors.FailedTrialError(reason)
         self.tracker.finish_trial(run_id, summary, extra)
@@ -246,7 +245,7 @@ class TrackedMixin:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         if self.progress is not None and self._last:
-            status = "COMPLETED" if trial.status == kt.engine.trial.TrialStatus.COMPLETED else "FAILED"
+            status = schema.COMPLETED if trial.status == TrialStatus.COMPLETED else schema.FAILED
             self.progress.trial_done(
                 trial.trial_id, self._last["label"], status, self._last["val_acc"], self._last["epochs"],
                 time.monotonic() - self._last["t0"], self._last["note"],
@@ -259,37 +258,35 @@ def trial_label(values: dict[str, Any], config: LeNetConfig | None = None) -> st
     variant's recipe, else its knobs; its raw values when no configuration could be built from them."""
     if config is None:
         return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in values.items() if not k.startswith("tuner/"))
+                        for k, v in values.items() if not k.startswith(schema.HYPERBAND_PREFIX))
     variant = values.get("variant")
     return f"{variant} seed={config.seed}" if variant and is_recipe(config, variant) else knob_text(config)
 
 
-class ResumableGridOracle(kt.oracles.GridSearchOracle):
-    """GridSearchOracle whose resume works: 1.4.8 forgets its trial order on reload (keras-tuner #1055)."""
+def hp_label(hp: kt.HyperParameters, settings: StudySettings | None = None) -> str:
+    """trial_label for a trial's hyperparameters, whether or not they make a possible configuration."""
+    try:
+        config = config_from_hp(hp, settings)
+    except ConfigError:
+        config = None
+    return trial_label(hp_values(hp), config)
 
-    def set_state(self, state):
-        super().set_state(state)
-        self._rebuild_order()
 
-    def _rebuild_order(self):
-        from functools import cmp_to_key
+@dataclass(frozen=True)
+class TrialCounts:
+    """The one count of a study's trials. INVALID trials are not finished: keras-tuner runs them again."""
 
-        from keras_tuner.src.tuners.gridsearch import LinkedList
+    completed: int
+    failed: int
 
-        ids = sorted(
-            self.trials,
-            key=cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
-                                                      self.trials[b].hyperparameters.values)),
-        )
-        self._ordered_ids = LinkedList()
-        self._populate_next = []
-        for trial_id in ids:
-            self._ordered_ids.insert(trial_id)
-            self._populate_next.append(trial_id)
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed
 
-    def reload(self):
-        super().reload()
-        self._rebuild_order()
+
+def trial_counts(oracle) -> TrialCounts:
+    statuses = [t.status for t in oracle.trials.values()]
+    return TrialCounts(statuses.count(TrialStatus.COMPLETED), statuses.count(TrialStatus.FAILED))
 
 
 class TrackedRandomSearch(TrackedMixin, kt.RandomSearch):
@@ -339,13 +336,9 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
 
 def expected_trials(tuner, settings: StudySettings, space_size: int | None) -> int | None:
     """How many trials the study will run, for the progress line."""
-    oracle = tuner.oracle
-    if settings.tuner == "hyperband" and hasattr(oracle, "_get_num_brackets"):
-        total = 0
-        for bracket in range(oracle._get_num_brackets()):
-            for round_num in range(oracle._get_num_rounds(bracket)):
-                total += oracle._get_size(bracket, round_num)
-        return min(total * oracle.hyperband_iterations, settings.max_trials)
+    scheduled = kt_compat.hyperband_schedule_size(tuner.oracle) if settings.tuner == "hyperband" else None
+    if scheduled is not None:
+        return min(scheduled, settings.max_trials)
     if settings.tuner == "grid" and space_size:
         return min(space_size, settings.max_trials)
     return settings.max_trials

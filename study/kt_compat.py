@@ -1,0 +1,148 @@
+"""keras-tuner's private API, all of it in one place: a keras-tuner upgrade touches this file only.
+
+keras-tuner 1.4 exposes no public way to serve an oracle from a process of our
+own, end a trial from outside a tuner, read a GridSearch's order back, size a
+Hyperband schedule, or silence failed-trial tracebacks. What the study needs of
+that is wrapped here, named for what it does; nothing else in `study/` imports
+`keras_tuner.src` or touches an attribute that starts with an underscore.
+Checked against keras-tuner 1.4.7 and 1.4.8.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras_tuner as kt
+
+# Trial statuses (keras_tuner.engine.trial.TrialStatus is public; the constants are re-exported for short names).
+TrialStatus = kt.engine.trial.TrialStatus
+Trial = kt.engine.trial.Trial
+
+
+def set_debug(debug: bool) -> None:
+    """keras-tuner prints a traceback for every failed trial unless its DEBUG flag is off."""
+    from keras_tuner.src import config as kt_config
+
+    kt_config.DEBUG = debug
+
+
+# --------------------------------------------------------------------------- oracle internals
+
+
+def retry_queue(oracle) -> list[str]:
+    """Trial ids the oracle will hand out again (INVALID trials, and trials running when it was reloaded)."""
+    return oracle._retry_queue
+
+
+def set_retry_queue(oracle, trial_ids: list[str]) -> None:
+    oracle._retry_queue = list(trial_ids)
+
+
+def save_trial(oracle, trial) -> None:
+    """Write one trial's file (trial_<id>/trial.json), as oracle.end_trial does."""
+    oracle._save_trial(trial)
+
+
+def synchronized(func):
+    """keras-tuner's per-oracle lock, for code that changes an oracle served to workers."""
+    from keras_tuner.src.engine.oracle import synchronized as kt_synchronized
+
+    return kt_synchronized(func)
+
+
+def checkpoint_path(tuner, trial_id: str) -> str:
+    """Where the tuner keeps a trial's best weights."""
+    return tuner._get_checkpoint_fname(trial_id)
+
+
+def hyperband_schedule_size(oracle) -> int | None:
+    """How many trials one Hyperband iteration runs (every bracket, every round), or None for
+    another oracle."""
+    if not hasattr(oracle, "_get_num_brackets"):
+        return None
+    total = 0
+    for bracket in range(oracle._get_num_brackets()):
+        for round_num in range(oracle._get_num_rounds(bracket)):
+            total += oracle._get_size(bracket, round_num)
+    return total * oracle.hyperband_iterations
+
+
+class ResumableGridOracle(kt.oracles.GridSearchOracle):
+    """GridSearchOracle whose resume works: 1.4.8 forgets its trial order on reload (keras-tuner #1055)."""
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._rebuild_order()
+
+    def _rebuild_order(self):
+        from functools import cmp_to_key
+
+        from keras_tuner.src.tuners.gridsearch import LinkedList
+
+        ids = sorted(
+            self.trials,
+            key=cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
+                                                      self.trials[b].hyperparameters.values)),
+        )
+        self._ordered_ids = LinkedList()
+        self._populate_next = []
+        for trial_id in ids:
+            self._ordered_ids.insert(trial_id)
+            self._populate_next.append(trial_id)
+
+    def reload(self):
+        super().reload()
+        self._rebuild_order()
+
+
+# --------------------------------------------------------------------------- the oracle over gRPC
+
+
+def oracle_servicer_class():
+    """keras-tuner's gRPC OracleServicer (keras_tuner/distribute/oracle_chief.py), to subclass."""
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    return OracleServicer
+
+
+def add_oracle_servicer(servicer, server) -> None:
+    from keras_tuner.src import protos
+
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+
+
+def create_trial_response(trial) -> Any:
+    from keras_tuner.src import protos
+
+    return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+
+
+def end_trial_response() -> Any:
+    from keras_tuner.src import protos
+
+    return protos.get_service().EndTrialResponse()
+
+
+def trial_from_request(request):
+    return Trial.from_proto(request.trial)
+
+
+def invalidate_remote_trials(address: str, trial_ids: list[str], timeout: float = 10.0) -> None:
+    """Give trials back to a chief's oracle as INVALID (keras-tuner retries them or counts them failed),
+    with short time-outs: keras-tuner's own client waits up to an hour for a chief that is gone."""
+    if not trial_ids:
+        return
+    import contextlib
+
+    import grpc
+    from keras_tuner.src import protos
+
+    service = protos.get_service()
+    with grpc.insecure_channel(address) as channel:
+        stub = protos.get_service_grpc().OracleStub(channel)
+        for trial_id in trial_ids:
+            with contextlib.suppress(grpc.RpcError):
+                trial = Trial.from_proto(stub.GetTrial(service.GetTrialRequest(trial_id=trial_id), timeout=timeout).trial)
+                if trial.status == TrialStatus.RUNNING:
+                    trial.status = TrialStatus.INVALID
+                    stub.EndTrial(service.EndTrialRequest(trial=trial.to_proto()), timeout=timeout)

@@ -1,0 +1,447 @@
+"""Figures: for each figure, the data behind it and a `plot_*` function that only draws it; and FIGURES, the registry.
+
+Split as in Optuna's visualization package: an info function computes what a
+figure shows (a DataFrame or a small NamedTuple; the tables of `tables.py`
+where one already exists: `replication_table`, `best_so_far`, `pareto_front`),
+and `plot_*(runs, ...)` draws that and returns a `matplotlib.figure.Figure`,
+or None when there is nothing to draw. Figures are drawn on Figure objects
+with an Agg canvas, never through pyplot, so no global backend or figure
+state is touched and nothing needs a display.
+
+FIGURES is the one list of the report's figures: file name, draw function,
+report.md section and heading, alt text, and when the figure applies.
+`figures(runs)`, write_report's stale-file cleanup and report.md all read it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, _missing
+from .tables import best_so_far, pareto_front, replication_table, varied_knobs, variant_order
+
+_LOG_KNOBS = {"learning_rate"}  # always drawn on a log axis; others only when they span 100x
+
+
+def _figure(width: float = 8.0, height: float = 5.0, ncols: int = 1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def _label(row: pd.Series) -> str:
+    return str(row["variant"]) if not _missing(row.get("variant")) else f"trial {row['trial_id']}"
+
+
+def _is_categorical(values: pd.Series, knob: str) -> bool:
+    kind = KNOB_TYPES.get(knob)
+    if kind is float:
+        return False
+    if kind is int:
+        return values.nunique() <= 4
+    return True
+
+
+def _sorted_categories(values: pd.Series) -> list:
+    uniq = list(values.dropna().unique())
+    try:
+        return sorted(uniq, key=float)
+    except (TypeError, ValueError):
+        return sorted(uniq, key=str)
+
+
+def _use_log(values: pd.Series, knob: str) -> bool:
+    v = values.dropna().astype(float)
+    if v.empty or (v <= 0).any():
+        return False
+    return knob in _LOG_KNOBS or v.max() / v.min() >= 100
+
+
+# --------------------------------------------------------------------------- documented variants
+
+
+def variant_accuracy_info(runs: StudyRuns) -> pd.DataFrame:
+    """The replication table's variants with at least one completed trial."""
+    table = replication_table(runs)
+    return table[table["n"] > 0].reset_index(drop=True)
+
+
+def plot_variant_accuracy(runs: StudyRuns):
+    """Validation and test accuracy per documented variant: mean bars, std error bars, n, reported figure."""
+    table = variant_accuracy_info(runs)
+    if table.empty:
+        return None
+    fig, ax = _figure(max(7.5, 1.6 * len(table) + 2.5), 5.5)
+    x = np.arange(len(table))
+    width = 0.38
+    has_test = table["test_mean"].notna().any()
+    offset = width / 2 if has_test else 0.0
+    ax.bar(x - offset, table["val_mean"], width, yerr=table["val_std"].fillna(0), capsize=4,
+           color="C0", label="validation (best epoch)")
+    if has_test:
+        ax.bar(x + offset, table["test_mean"], width, yerr=table["test_std"].fillna(0), capsize=4,
+               color="C1", label="test")
+    reported = table["reported"]
+    if reported.notna().any():
+        ax.scatter(x[reported.notna()] + offset, reported[reported.notna()], marker="D", color="black",
+                   zorder=5, label="reported by the tutorial")
+    values = pd.concat([table["val_mean"] - table["val_std"].fillna(0),
+                        table["test_mean"] - table["test_std"].fillna(0), reported]).dropna()
+    # Zoom in on the top of the axis only when every bar is high (say so on the label), else start at 0.
+    low = math.floor((values.min() - 0.03) * 20) / 20 if len(values) and values.min() >= 0.5 else 0.0
+    top = min(1.0, (pd.concat([table["val_mean"] + table["val_std"].fillna(0),
+                                table["test_mean"] + table["test_std"].fillna(0), reported]).max()))
+    ax.set_ylim(low, top + (top - low) * 0.08)
+    for xi, n in zip(x, table["n"]):
+        ax.annotate(f"n={n}", (xi, low), xytext=(0, 4), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8, color="white", fontweight="bold")
+    ax.set_xticks(x, table["variant"], rotation=15, ha="right")
+    ax.set_ylabel(f"accuracy (axis starts at {low:.2f})" if low > 0 else "accuracy")
+    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seed replicates; error bars: sample std")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=9)
+    return fig
+
+
+class VariantCurves(NamedTuple):
+    """One variant's per-epoch curves: index = step, one column per run (empty when none was logged)."""
+
+    variant: str
+    curves: pd.DataFrame
+
+
+def _curves(runs: StudyRuns, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Columns = run ids, index = step, values = `metric`."""
+    series = {}
+    for run_id in trials["run_id"]:
+        h = runs.histories.get(run_id)
+        if h is None or h.empty:
+            continue
+        s = h[h["metric"] == metric].set_index("step")["value"]
+        if not s.empty:
+            series[run_id] = s
+    return pd.DataFrame(series)
+
+
+def learning_curves_info(runs: StudyRuns, metric: str = "val_accuracy") -> list[VariantCurves]:
+    """Per documented variant (in VARIANTS order), the `metric` curves of its completed trials."""
+    trials = runs.variant_trials
+    return [VariantCurves(name, _curves(runs, trials[trials["variant"] == name], metric))
+            for name in variant_order(trials["variant"])]
+
+
+def plot_learning_curves(runs: StudyRuns, metric: str = "val_accuracy"):
+    """Per-epoch `metric` of every documented variant: mean over replicates, band = min..max."""
+    info = learning_curves_info(runs, metric)
+    if not any(not v.curves.empty for v in info):
+        return None
+    fig, ax = _figure(9.0, 5.0)
+    for i, (name, curves) in enumerate(info):
+        if curves.empty:
+            continue
+        epochs = curves.index.to_numpy() + 1
+        color = f"C{i % 10}"
+        ax.plot(epochs, curves.mean(axis=1), marker="o", ms=3, color=color,
+                label=f"{name} (n={curves.shape[1]})")
+        if curves.shape[1] > 1:
+            ax.fill_between(epochs, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.2, lw=0)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    pretty = metric.replace("val_", "validation ").replace("_", " ")
+    ax.set_ylabel(pretty)
+    ax.set_title(f"{pretty.capitalize()} per epoch of each documented variant\nmean over seed replicates; band: min to max")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    if seconds >= 2 * 3600:
+        return 3600.0, "h"
+    if seconds >= 600:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def plot_best_so_far(runs: StudyRuns):
+    """Best validation accuracy so far against trial number and against wall time (data: `best_so_far`)."""
+    bsf = best_so_far(runs)
+    done = bsf[bsf["state"] == COMPLETED]
+    if done.empty:
+        return None
+    fig, (left, right) = _figure(12.0, 4.8, ncols=2)
+    left.scatter(done["trial_number"], done["best_val_accuracy"], s=18, color="0.6", label="completed trial")
+    left.step(bsf["trial_number"], bsf["best_so_far"], where="post", color="C3", lw=2, label="best so far")
+    left.set_xlabel("trial number (in start order)")
+    left.set_ylabel("best validation accuracy")
+    left.set_title("Best so far by trial" + ("\n" if len(runs.parents) > 1 else ""))
+    timed = bsf.dropna(subset=["elapsed_s"]).sort_values("elapsed_s")
+    scale, unit = _time_unit(float(timed["elapsed_s"].max()) if len(timed) else 0.0)
+    tdone = timed[timed["state"] == COMPLETED]
+    right.scatter(tdone["elapsed_s"] / scale, tdone["best_val_accuracy"], s=18, color="0.6", label="completed trial")
+    right.step(timed["elapsed_s"] / scale, timed["best_so_far_at_time"], where="post", color="C3", lw=2,
+               label="best so far")
+    right.set_xlabel(f"wall time at trial end ({unit})")
+    gaps = "\n(from the study's start; idle time between invocations left out)" if len(runs.parents) > 1 else ""
+    right.set_title(f"Best so far by wall time{gaps}")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=9)
+    n_failed = int((bsf["state"] == FAILED).sum())
+    note = f"; {n_failed} failed trial(s) not plotted" if n_failed else ""
+    fig.suptitle(f"Study '{runs.study}': {len(done)} completed trials{note}")
+    return fig
+
+
+class KnobInfo(NamedTuple):
+    """Completed trials with a value of `knob`, the best of them, and the categories when the axis is categorical."""
+
+    knob: str
+    trials: pd.DataFrame
+    best: pd.Series | None
+    categories: list | None  # None: a numeric axis
+    log: bool
+
+
+def knob_info(runs: StudyRuns, knob: str) -> KnobInfo:
+    done = runs.completed.dropna(subset=[knob])
+    if done.empty:
+        return KnobInfo(knob, done, None, None, False)
+    best = done.loc[done["best_val_accuracy"].astype(float).idxmax()]
+    if _is_categorical(done[knob], knob):
+        return KnobInfo(knob, done, best, _sorted_categories(done[knob]), False)
+    return KnobInfo(knob, done, best, None, _use_log(done[knob], knob))
+
+
+def plot_knob(runs: StudyRuns, knob: str):
+    """Validation accuracy against one knob's values (completed trials; the best one starred)."""
+    info = knob_info(runs, knob)
+    done, best, cats = info.trials, info.best, info.categories
+    if done.empty:
+        return None
+    fig, ax = _figure(7.0, 4.5)
+    acc = done["best_val_accuracy"].astype(float)
+    rng = np.random.default_rng(0)
+    if cats is not None:
+        groups = [acc[done[knob] == c].to_numpy() for c in cats]
+        ax.boxplot(groups, positions=range(len(cats)), widths=0.5, showfliers=False,
+                   medianprops={"color": "C1"})
+        for i, g in enumerate(groups):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(g)), g, s=16, color="C0", alpha=0.7, zorder=3)
+        ax.set_xticks(range(len(cats)), [f"{c}\n(n={len(g)})" for c, g in zip(cats, groups)])
+        best_x = cats.index(best[knob])
+    else:
+        ax.scatter(done[knob].astype(float), acc, s=20, color="C0", alpha=0.8)
+        if info.log:
+            ax.set_xscale("log")
+        best_x = float(best[knob])
+    ax.scatter([best_x], [best["best_val_accuracy"]], marker="*", s=180, color="C3",
+               zorder=4, label=f"best: trial {best['trial_id']}")
+    ax.set_xlabel(knob)
+    ax.set_ylabel("best validation accuracy")
+    ax.set_title(f"{knob}: validation accuracy of {len(done)} completed trials")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return fig
+
+
+class ParallelCoordinatesInfo(NamedTuple):
+    """The top trials on one vertical axis per varied knob plus validation accuracy, positions in 0..1."""
+
+    axes: list[str]
+    positions: dict[str, pd.Series]  # axis -> position of each trial (indexed like `accuracy`)
+    ticks: dict[str, list[tuple[float, str]]]  # axis -> (position, label)
+    accuracy: pd.Series  # best_val_accuracy of the top trials, best first
+
+
+def parallel_coordinates_info(runs: StudyRuns, top: int = 15) -> ParallelCoordinatesInfo | None:
+    """None when no knob varied."""
+    knobs = varied_knobs(runs)
+    if not knobs:
+        return None
+    done = runs.completed.sort_values("best_val_accuracy", ascending=False, kind="stable").head(top)
+    axes_names = knobs + ["best_val_accuracy"]
+    positions, ticks = {}, {}
+    for name in axes_names:
+        col = done[name]
+        if name != "best_val_accuracy" and _is_categorical(runs.completed[name].dropna(), name):
+            cats = _sorted_categories(runs.completed[name])
+            span = max(len(cats) - 1, 1)
+            pos = {c: (i / span if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
+            positions[name] = col.map(lambda v: pos.get(v, np.nan)).astype(float)
+            ticks[name] = [(p, str(c)) for c, p in pos.items()]
+        else:
+            vals = col.astype(float)
+            log = name != "best_val_accuracy" and _use_log(runs.completed[name], name)
+            t = np.log10(vals) if log else vals
+            lo, hi = float(t.min()), float(t.max())
+            positions[name] = (t - lo) / (hi - lo) if hi > lo else t * 0 + 0.5
+            shown = [lo, hi] if hi > lo else [lo]
+            ticks[name] = [((v - lo) / (hi - lo) if hi > lo else 0.5, f"{10 ** v if log else v:.4g}") for v in shown]
+    return ParallelCoordinatesInfo(axes_names, positions, ticks, done["best_val_accuracy"].astype(float))
+
+
+def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
+    """The top trials across the varied knobs and validation accuracy, coloured by accuracy."""
+    import matplotlib
+    from matplotlib import cm, colors
+
+    info = parallel_coordinates_info(runs, top)
+    if info is None:
+        return None
+    axes_names, acc = info.axes, info.accuracy
+    fig, ax = _figure(max(8.0, 1.4 * len(axes_names) + 2), 5.5)
+    norm = colors.Normalize(vmin=float(acc.min()), vmax=float(acc.max()) if acc.max() > acc.min() else float(acc.min()) + 1e-9)
+    cmap = matplotlib.colormaps["viridis"]
+    xs = np.arange(len(axes_names))
+    for rank, (idx, a) in enumerate(acc.items()):
+        ys = [info.positions[n].loc[idx] for n in axes_names]
+        ax.plot(xs, ys, color=cmap(norm(a)), lw=3.0 if rank == 0 else 1.3, alpha=0.9, zorder=3 if rank == 0 else 2)
+    for i, name in enumerate(axes_names):
+        ax.axvline(i, color="0.3", lw=1)
+        for y, label in info.ticks[name]:
+            ax.annotate(label, (i, y), xytext=(-4, 0), textcoords="offset points", ha="right", va="center",
+                        fontsize=8, color="0.15", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    ax.set_xticks(xs, [n.replace("best_val_accuracy", "val accuracy") for n in axes_names], rotation=20, ha="right")
+    ax.set_yticks([])
+    ax.set_ylim(-0.06, 1.06)
+    ax.set_xlim(-0.6, len(axes_names) - 0.6)
+    for spine in ("left", "right", "top"):
+        ax.spines[spine].set_visible(False)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="best validation accuracy")
+    ax.set_title(f"Top {len(acc)} trials by validation accuracy (thick line: best)")
+    return fig
+
+
+class ParetoInfo(NamedTuple):
+    trials: pd.DataFrame  # completed trials with a parameter count and an accuracy
+    front: pd.DataFrame  # `pareto_front`
+
+
+def pareto_info(runs: StudyRuns) -> ParetoInfo:
+    return ParetoInfo(runs.completed.dropna(subset=["param_count", "best_val_accuracy"]), pareto_front(runs))
+
+
+def plot_pareto(runs: StudyRuns):
+    """Validation accuracy against parameter count, Pareto front (max accuracy, min params) marked."""
+    done, front = pareto_info(runs)
+    if done.empty:
+        return None
+    fig, ax = _figure(8.5, 5.0)
+    ax.scatter(done["param_count"], done["best_val_accuracy"], s=22, color="0.55", label="completed trial")
+    ax.step(front["param_count"], front["best_val_accuracy"], where="post", color="C3", lw=1.2, alpha=0.7)
+    ax.scatter(front["param_count"], front["best_val_accuracy"], s=60, color="C3", zorder=3,
+               label=f"Pareto front ({len(front)} trials)")
+    for _, row in front.iterrows():
+        ax.annotate(_label(row), (row["param_count"], row["best_val_accuracy"]), xytext=(5, -10),
+                    textcoords="offset points", fontsize=8)
+    p = done["param_count"].astype(float)
+    if p.min() > 0 and p.max() / p.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("best validation accuracy")
+    ax.set_title("Accuracy against model size (front: no trial is both more accurate and smaller)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- the registry
+
+VARIANTS_SECTION, SEARCH_SECTION = "Documented variants", "Search"  # report.md's "##" headings
+
+
+def _always(runs: StudyRuns) -> bool:
+    return True
+
+
+class FigureSpec(NamedTuple):
+    """One figure of the report. A `name` with "{knob}" is one figure per varied knob (`draw(runs, knob)`)."""
+
+    name: str  # file name in reports/<study>/
+    draw: Callable[..., Any]  # draw(runs) or draw(runs, knob) -> Figure | None
+    section: str  # VARIANTS_SECTION or SEARCH_SECTION
+    heading: str | None  # its "###" heading in report.md (None: straight under the section)
+    alt: str  # alt text ("{knob}" filled in)
+    applies: Callable[[StudyRuns], bool] = _always
+    intro: str = ""  # text under the heading; "{knobs}" = the knobs drawn
+
+    @property
+    def per_knob(self) -> bool:
+        return "{knob}" in self.name
+
+    def expand(self, runs: StudyRuns) -> list[tuple[str, tuple]]:
+        """(file name, extra draw arguments) of each figure this entry makes for `runs`."""
+        if not self.per_knob:
+            return [(self.name, ())]
+        return [(self.name.format(knob=knob), (knob,)) for knob in varied_knobs(runs)]
+
+    def knob_of(self, file_name: str) -> str | None:
+        """The knob a per-knob file name stands for ("" for a fixed name that matches; None: not this figure)."""
+        head, _, tail = self.name.partition("{knob}")
+        if not self.per_knob:
+            return "" if file_name == self.name else None
+        match = re.fullmatch(re.escape(head) + r"([A-Za-z0-9_]+)" + re.escape(tail), file_name)
+        return match.group(1) if match else None
+
+    def matches(self, file_name: str) -> bool:
+        return self.knob_of(file_name) is not None
+
+    def alt_for(self, file_name: str) -> str:
+        return self.alt.format(knob=self.knob_of(file_name))
+
+
+def _has_variants(runs: StudyRuns) -> bool:
+    return not runs.variant_trials.empty
+
+
+def _has_search(runs: StudyRuns) -> bool:
+    return runs.has_search
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("variant_accuracy.png", plot_variant_accuracy, VARIANTS_SECTION, None,
+               "Accuracy of each documented variant", _has_variants),
+    FigureSpec("variant_learning_curves.png", plot_learning_curves, VARIANTS_SECTION, None,
+               "Validation accuracy per epoch of each variant", _has_variants),
+    FigureSpec("best_so_far.png", plot_best_so_far, SEARCH_SECTION, "Best so far",
+               "Best validation accuracy so far", _has_search),
+    FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
+               "validation accuracy against {knob}",
+               intro="Knobs with more than one value among completed trials: {knobs}."),
+    FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
+               "Top trials across the knobs", "Parallel coordinates"),
+    FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against parameter count", "Pareto front"),
+)
+
+
+def figure_spec(file_name: str) -> FigureSpec | None:
+    """The registry entry a file name belongs to, if any."""
+    return next((spec for spec in FIGURES if spec.matches(file_name)), None)
+
+
+def figures(runs: StudyRuns) -> dict[str, Any]:
+    """file name -> Figure for every figure that applies to this study, in FIGURES order."""
+    out: dict[str, Any] = {}
+    for spec in FIGURES:
+        if not spec.applies(runs):
+            continue
+        for name, args in spec.expand(runs):
+            fig = spec.draw(runs, *args)
+            if fig is not None:
+                out[name] = fig
+    return out

@@ -1,0 +1,316 @@
+"""Rendering: report.md and its self-contained report.html, and `write_report`, which writes them with the figures.
+
+`write_report` lives here rather than in `__init__` because writing the
+report is the last step of rendering it (figures to PNG, markdown, HTML,
+stale files out) and keeps `__init__` a list of re-exports with no logic.
+The figures, their headings and alt texts come from the registry
+`figures.FIGURES`; nothing here spells a figure's file name.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import schema
+from .figures import FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
+from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
+from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
+
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
+
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if _missing(value):
+        return "—"
+    if kind == "acc":
+        return f"{float(value):.4f}"
+    if kind == "signed":
+        return f"{float(value):+.4f}"
+    if kind == "int":
+        return f"{int(round(float(value))):,}"
+    if kind == "s":
+        return f"{float(value):.1f}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = re.sub(r"\s+", " ", str(value)).strip()
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return text.replace("|", "\\|")
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _settings_section(runs: StudyRuns) -> list[str]:
+    params = runs.parent_params
+    tags = runs.parent_tags
+    lines = ["## Study settings", ""]
+    earlier = (f" Child runs of earlier searches (before `search --fresh`) are left out: "
+               f"{runs.n_earlier_search_runs}." if runs.n_earlier_search_runs else "")
+    lines.append(
+        f"From parent run [`{runs.parent_run_id}`]({runs.parent_run_url}) "
+        f"(started {runs.parent['start_time']:%Y-%m-%d %H:%M UTC}, status {runs.parent['status']}), the latest "
+        f"of {len(runs.parents)} parent run(s) (invocations) of this search.{earlier}"
+    )
+    lines.append("")
+    if params:
+        lines.append(_md_table(["param", "value"], [[k, f"`{v}`"] for k, v in sorted(params.items())]))
+    else:
+        lines.append("The parent run records no params.")
+    named = [
+        ("space file", schema.SPACE_FILE), ("space digest", schema.SPACE_DIGEST), ("git commit", schema.GIT_COMMIT),
+        ("command", schema.COMMAND), ("search id", schema.SEARCH_ID),
+    ]
+    rows = [[label, f"`{tags[key]}`"] for label, key in named if key in tags]
+    skip = {key for _, key in named} | {schema.ROLE, schema.STUDY}
+    rows += [[key, f"`{value}`"] for key, value in sorted(tags.items())
+             if key.startswith("lenet.") and key not in skip and not key.startswith(schema.DATA_PREFIX)]
+    if rows:
+        lines += ["", _md_table(["tag", "value"], rows)]
+    return lines + [""]
+
+
+def _provenance_section(runs: StudyRuns) -> list[str]:
+    lines = ["## Data provenance", ""]
+    data_tags = {k[len(schema.DATA_PREFIX):]: v for k, v in runs.parent_tags.items() if k.startswith(schema.DATA_PREFIX)}
+    order = ("name", "resolved", "source", "n_train", "n_test", "digest", "note")
+    keys = [k for k in order if k in data_tags] + sorted(set(data_tags) - set(order))
+    if data_tags:
+        lines.append(f"Parent run tags `{schema.DATA_PREFIX}*`:")
+        lines += ["", _md_table(["field", "value"], [[k, f"`{data_tags[k]}`"] for k in keys])]
+    else:
+        lines.append(f"No `{schema.DATA_PREFIX}*` tags on the parent run.")
+    lines.append("")
+    if runs.datasets:
+        lines.append("Dataset inputs of the parent run (MLflow dataset lineage):")
+        rows = []
+        for d in runs.datasets:
+            rows.append([d["name"], d["context"] or "—", f"`{d['digest']}`", d["source_type"],
+                         f"`{d['source']}`", f"`{d['profile']}`" if d["profile"] else "—"])
+        lines += ["", _md_table(["dataset", "context", "digest", "source type", "source", "profile"], rows)]
+    else:
+        lines.append("The parent run logged no dataset input.")
+    return lines + [""]
+
+
+def _summary_line(runs: StudyRuns) -> str:
+    t = runs.trials
+    counts = {s: int((t["state"] == s).sum()) for s in (COMPLETED, FAILED, RUNNING)}
+    best = runs.completed.sort_values("best_val_accuracy", ascending=False).iloc[0]
+    dup = runs.n_child_runs - len(t)
+    dup_note = f" ({dup} older duplicate run(s) of the same trial ids ignored)" if dup else ""
+    return (
+        f"{len(t)} trials{dup_note}: {counts[COMPLETED]} completed, {counts[FAILED]} failed or NaN, "
+        f"{counts[RUNNING]} running or interrupted. Best validation accuracy "
+        f"{best['best_val_accuracy']:.4f} ("
+        + (f"{best['variant']}, " if not _missing(best["variant"]) else "")
+        + f"trial {best['trial_id']})."
+    )
+
+
+def _leaderboard_section(runs: StudyRuns, top: int) -> list[str]:
+    board = leaderboard(runs, top)
+    knobs = varied_knobs(runs)
+    show_variant = board["variant"].notna().any()
+    header = ["#", "trial"] + (["variant", "seed"] if show_variant else []) + knobs + [
+        "val acc", "test acc", "params", "epochs run", "time (s)", "run id"]
+    rows = []
+    for _, r in board.iterrows():
+        row = [r["rank"], r["trial_id"]] + ([_fmt(r["variant"]), _fmt(r["seed"])] if show_variant else [])
+        row += [_fmt(r[k]) for k in knobs]
+        row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int"),
+                _fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
+        rows.append(row)
+    lines = [f"## Leaderboard (top {len(board)} by validation accuracy)", "",
+             "Ranked by best validation accuracy; test accuracy only where the trial was evaluated on test.", "",
+             _md_table(header, rows), "", "### Reproduce a trial", "",
+             "`lenet-study train --run RUN_ID` retrains the config recorded in that run's params; "
+             "the knob list beside it is the same config spelled out.", "", "```"]
+    for _, r in board.iterrows():
+        lines.append(f"# {r['rank']}. trial {r['trial_id']}: val {r['best_val_accuracy']:.4f}")
+        lines.append(r["command"])
+        lines.append(f"#   knobs: {r['knobs']}")
+    lines += ["```", ""]
+    return lines
+
+
+def _replication_section(runs: StudyRuns) -> list[str]:
+    table = replication_table(runs)
+    if table.empty:
+        return []
+    lines = [
+        f"## {VARIANTS_SECTION}", "",
+        "### Replication: reported figure vs measured TEST accuracy", "",
+        "The tutorials' figures are de facto test/held-out figures, so they are set beside the measured "
+        "**test** accuracy (mean ± sample std over seed replicates); difference = measured test mean − reported. "
+        "Validation accuracy is the best epoch's, on the validation split carved from the training set.", "",
+    ]
+    rows = []
+    for _, r in table.iterrows():
+        pm = lambda m, s: "—" if _missing(m) else (f"{m:.4f} ± {s:.4f}" if not _missing(s) else f"{m:.4f}")  # noqa: E731
+        rows.append([
+            r["variant"], _fmt(r["measured_dataset"]), f"{r['n']}" + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
+            _fmt(r["seeds"]), _fmt(r["reported"], "acc"), _fmt(r["reported_as"]), pm(r["test_mean"], r["test_std"]),
+            _fmt(r["difference"], "signed"), pm(r["val_mean"], r["val_std"]),
+            _fmt(r["params_doc"], "int"), _fmt(r["params_measured"], "int"), r["note"] or "",
+        ])
+    lines.append(_md_table(
+        ["variant", "dataset", "n", "seeds", "reported", "reported as", "measured TEST (mean ± std)",
+         "difference (test − reported)", "measured val (mean ± std)", "params (doc)", "params (measured)", "note"],
+        rows))
+    return lines + [""]
+
+
+def _failed_section(runs: StudyRuns) -> list[str]:
+    failed = failed_trials(runs)
+    lines = ["## Failed and NaN trials", ""]
+    if failed.empty:
+        return lines + ["None.", ""]
+    lines.append("Listed here, left out of every figure and table above.")
+    lines.append("")
+    rows = [[r["trial_number"], r["trial_id"], _fmt(r["variant"]), r["status"], _fmt(r["trial_status"]),
+             _fmt(r["stop_reason"]), _fmt(r["failure_reason"]), f"`{r['run_id']}`"] for _, r in failed.iterrows()]
+    lines.append(_md_table(["#", "trial", "variant", "run status", "trial status", "stop reason", "reason", "run id"], rows))
+    return lines + [""]
+
+
+def _pareto_section(runs: StudyRuns) -> list[str]:
+    front = pareto_front(runs)
+    if front.empty:
+        return []
+    rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"), _fmt(r["best_val_accuracy"], "acc"),
+             _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"] for _, r in front.iterrows()]
+    return ["### Pareto front: validation accuracy vs parameters", "",
+            _md_table(["trial", "variant", "params", "val acc", "test acc", "run id"], rows), ""]
+
+
+# What report.md adds after a figure, keyed by the figure's draw function.
+_AFTER_FIGURE = {plot_pareto: _pareto_section}
+
+
+def _img(name: str, alt: str) -> str:
+    return f"![{alt}]({name})"
+
+
+def _figure_lines(runs: StudyRuns, section: str, figure_names: list[str]) -> list[str]:
+    """The figures of one section, in registry order, each under its heading."""
+    lines = []
+    for spec in FIGURES:
+        mine = [n for n in figure_names if spec.section == section and spec.matches(n)]
+        if not mine:
+            continue
+        if spec.heading:
+            lines += [f"### {spec.heading}", ""]
+        if spec.intro:
+            lines += [spec.intro.format(knobs=", ".join(f"`{spec.knob_of(n)}`" for n in mine)), ""]
+        lines += [line for n in mine for line in (_img(n, spec.alt_for(n)), "")]
+        if spec.draw in _AFTER_FIGURE:
+            lines += _AFTER_FIGURE[spec.draw](runs)
+    return lines
+
+
+def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> str:
+    lines = [
+        f"# Study report: {runs.study}", "",
+        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from the MLflow store "
+        f"`{runs.tracking_uri}` (reports read the store and never retrain). "
+        f"MLflow UI (`make ui`): [experiment {runs.study} (id {runs.experiment_id})]({runs.experiment_url}).", "",
+        _summary_line(runs), "",
+    ]
+    lines += _settings_section(runs)
+    lines += _provenance_section(runs)
+    lines += _leaderboard_section(runs, top)
+    if not runs.variant_trials.empty:
+        lines += _replication_section(runs)
+        lines += _figure_lines(runs, VARIANTS_SECTION, figure_names)
+    search = _figure_lines(runs, SEARCH_SECTION, figure_names)
+    if search:
+        lines += [f"## {SEARCH_SECTION}", ""] + search
+    lines += _failed_section(runs)
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.88em; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+code, pre { background: #f6f6f6; font-size: 0.9em; }
+pre { padding: 0.8em; overflow-x: auto; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+"""
+
+
+def render_html(markdown_text: str, folder: Path, title: str) -> str:
+    """report.md as one self-contained HTML page (figures embedded as data URIs)."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+    def embed(match: re.Match) -> str:
+        path = folder / html.unescape(match.group(2))
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'{match.group(1)}"data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img[^>]*?src=)"([^":]+\.png)"', embed, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def study_dir(out_root: str | os.PathLike, study: str) -> Path:
+    """reports/<study>/ (the study name made safe for a folder name)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study)
+    return Path(out_root) / safe
+
+
+def _is_generated(file_name: str) -> bool:
+    """A file write_report owns in reports/<study>/ (removed before writing, so no stale figure stays)."""
+    return file_name in (REPORT_MD, REPORT_HTML) or figure_spec(file_name) is not None
+
+
+def write_report(study: str, out_root: str | os.PathLike = "reports", tracking_uri: str | None = None,
+                 log_to_mlflow: bool = True, top: int = 10) -> Path:
+    """Write reports/<study>/ (figures, report.md, report.html) and attach them to the parent run.
+
+    Returns the folder. Raises ReportError (see `load_study`).
+    """
+    runs = load_study(study, tracking_uri)
+    out = study_dir(out_root, study)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
+        if old.is_file() and _is_generated(old.name):
+            old.unlink()
+    written = []
+    figs = figures(runs)
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=110)
+        written.append(out / name)
+    md = render_markdown(runs, list(figs), top=top)
+    (out / REPORT_MD).write_text(md, encoding="utf-8")
+    (out / REPORT_HTML).write_text(render_html(md, out, f"Study report: {study}"), encoding="utf-8")
+    written += [out / REPORT_MD, out / REPORT_HTML]
+    if log_to_mlflow:
+        runs.attach(written)
+    return out
