@@ -1,4 +1,4 @@
-"""Parallel trials (study/distributed.py): keras-tuner's chief/worker mode, every trial tracked once.
+"""Parallel trials (study/parallel/): keras-tuner's chief/worker mode, every trial tracked once.
 
 Real processes on loopback only: `lenet-study search --workers 2` on the smoke space
 (a few hundred digits, 1 epoch), with its own MLflow tracking server in front of
@@ -28,25 +28,17 @@ from mlflow.tracking import MlflowClient
 
 from study import schema
 from study.cli import main as cli_main
-from study.distributed import ORACLE_TAG, parse_address, parse_workers, settings_from_params
 from study.model import LeNetConfig
+from study.parallel.net import parse_address
+from study.parallel.supervise import parse_workers
 from study.search import SearchError
-from study.space import load_space
+from study.space import StudySettings, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 STUDY = "dist"
 # 4 trials (the smoke space's 2 x 2 configurations), oracle seed 1: the same trial ids get the same knobs.
 SEARCH = ["search", str(SMOKE), "--workers", "2", "--max-trials", "4", "--seed", "1", "--name", STUDY]
-
-
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    import mlflow
-
-    before = mlflow.get_tracking_uri()
-    yield
-    mlflow.set_tracking_uri(before)
 
 
 def _env(**extra) -> dict[str, str]:
@@ -59,15 +51,6 @@ def _env(**extra) -> dict[str, str]:
 def _cli(args, cwd, timeout=240, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=cwd, env=_env(**env),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def _runs(uri: str, study: str = STUDY):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(study)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get(schema.ROLE) == schema.ROLE_STUDY]
-    children = [r for r in runs if r.data.tags.get(schema.ROLE) == schema.ROLE_TRIAL]
-    return client, parents, children
 
 
 def _port_open(port: int) -> bool:
@@ -86,9 +69,10 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def _assert_tracked_once(uri: str, n_trials: int = 4, workers=("worker0", "worker1"), n_workers: str = "2"):
+def _assert_tracked_once(study_runs, uri: str, n_trials: int = 4, workers=("worker0", "worker1"),
+                         n_workers: str = "2"):
     """One parent run, every trial exactly once as its child, each naming its worker; nothing RUNNING."""
-    client, parents, children = _runs(uri)
+    client, parents, children = study_runs(uri, STUDY)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
@@ -135,8 +119,9 @@ def test_worker_reads_the_chiefs_settings_back_from_the_parent_run():
     params = {"tuner": "random", "max_trials": "7", "epochs": "3", "patience": "1", "dataset": "mnist-5k",
               "executions_per_trial": "1", "seed": "5", "val_fraction": "0.25", "test_eval": "best",
               "train_samples": "400", "hyperband_factor": "3", "data_resolved": "mnist-5k"}
-    assert settings_from_params(space, params) == settings
-    assert settings_from_params(space, {**params, "train_samples": "all"}).train_samples is None
+    assert StudySettings.from_params(params, base=space.settings) == settings
+    assert StudySettings.from_params({**params, "train_samples": "all"}, base=space.settings).train_samples is None
+    assert StudySettings.from_params(settings.to_params(), base=space.settings) == settings  # the round trip
 
 
 def test_search_refuses_what_cannot_work(tmp_path, monkeypatch, capsys):
@@ -157,9 +142,9 @@ def test_search_refuses_what_cannot_work(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- a local 2-worker study
 
 
-def test_two_workers_track_every_trial_once_under_one_parent(sqlite_study):
+def test_two_workers_track_every_trial_once_under_one_parent(sqlite_study, study_runs):
     tmp, out, seconds = sqlite_study
-    parent, children = _assert_tracked_once(f"sqlite:///{tmp}/mlflow.db")
+    parent, children = _assert_tracked_once(study_runs, f"sqlite:///{tmp}/mlflow.db")
     print(f"2-worker smoke study: {seconds:.1f} s; workers used: "
           f"{sorted({c.data.tags[schema.WORKER] for c in children})}")
     # Artifacts went to ./mlruns beside mlflow.db, as in a single-process study.
@@ -193,7 +178,7 @@ def test_tracking_server_and_workers_are_gone_afterwards(sqlite_study):
 # --------------------------------------------------------------------------- a worker killed mid-trial
 
 
-def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path):
+def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path, study_runs):
     # 3 epochs: a trial runs for a few seconds, long enough to be caught RUNNING.
     proc = subprocess.Popen([sys.executable, "-m", "study.cli", *SEARCH, "--epochs", "3"], cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -230,7 +215,7 @@ def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path
     reader.join(10)
     out = "".join(lines)
     assert re.search(rf"worker0 died \(killed by SIGKILL\); its run for trial {killed} marked KILLED; restarted", out)
-    client, parents, children = _runs(f"sqlite:///{tmp_path}/mlflow.db")
+    client, parents, children = study_runs(f"sqlite:///{tmp_path}/mlflow.db", STUDY)
     assert [p.info.status for p in parents] == ["FINISHED"]
     assert not [c for c in children if c.info.status == "RUNNING"]
     dead = [c for c in children if c.info.status == "KILLED"]
@@ -346,7 +331,8 @@ def postgres_mlflow():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_postgresql_backed_server_ends_with_the_same_runs_as_sqlite(postgres_mlflow, sqlite_study, tmp_path):
+def test_postgresql_backed_server_ends_with_the_same_runs_as_sqlite(postgres_mlflow, sqlite_study, tmp_path,
+                                                                   study_runs):
     """The set-up the README gives for several machines, on loopback: a chief serving the oracle and a
     `lenet-study worker --workers 2` joining it, both logging to a PostgreSQL-backed `mlflow server`."""
     port = _free_port()
@@ -366,8 +352,9 @@ def test_postgresql_backed_server_ends_with_the_same_runs_as_sqlite(postgres_mlf
     assert "tracking server" not in out and not (tmp_path / "mlflow.db").exists()  # no local server: the given one
     assert f"workers join with: MLFLOW_TRACKING_URI={postgres_mlflow} lenet-study worker --oracle 127.0.0.1:{port}" in out
     assert "pg-0: done" in worker.stdout and "pg-1: done" in worker.stdout
-    pg_parent, pg_children = _assert_tracked_once(postgres_mlflow, workers={"pg-0", "pg-1"}, n_workers="0")
-    _, sq_children = _assert_tracked_once(f"sqlite:///{sqlite_study[0]}/mlflow.db")
+    pg_parent, pg_children = _assert_tracked_once(study_runs, postgres_mlflow, workers={"pg-0", "pg-1"},
+                                                  n_workers="0")
+    _, sq_children = _assert_tracked_once(study_runs, f"sqlite:///{sqlite_study[0]}/mlflow.db")
 
     def knobs(children):
         return {c.data.tags[schema.TRIAL_ID]: LeNetConfig.from_params(c.data.params) for c in children}
@@ -379,7 +366,7 @@ def test_a_worker_refuses_a_space_file_that_is_not_the_chiefs(postgres_mlflow, t
     client = MlflowClient(postgres_mlflow)
     exp = client.create_experiment("refuse")
     client.create_run(exp, tags={schema.ROLE: schema.ROLE_STUDY, schema.STUDY: "refuse", schema.SEARCH_ID: "x",
-                                 schema.SPACE_DIGEST: "0" * 64, ORACLE_TAG: "127.0.0.1:9"})
+                                 schema.SPACE_DIGEST: "0" * 64, schema.ORACLE: "127.0.0.1:9"})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_mlflow)
     assert cli_main(["worker", "--oracle", "127.0.0.1:9", "--study", "refuse", "--space", str(SMOKE)]) == 2
     err = capsys.readouterr().err.strip()

@@ -14,49 +14,35 @@ from mlflow.tracking import MlflowClient
 from study import schema
 from study.cli import main as cli_main
 from study.model import LeNetConfig
-from study.search import run_search
 from study.space import load_space
+from study.tracking import scoped_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 CONFIG_FIELDS = set(LeNetConfig().to_params())
 
 
-@pytest.fixture(autouse=True)
-def _restore_tracking_uri():
-    before = mlflow.get_tracking_uri()
-    yield
-    mlflow.set_tracking_uri(before)
+@pytest.fixture(scope="session")
+def runs_by_role(study_runs):
+    """(client, runs of one role) of a study in the store under tmp_path."""
 
+    def runs(tmp_path, study, role):
+        client, parents, children = study_runs(f"sqlite:///{tmp_path}/mlflow.db", study)
+        return client, parents if role == schema.ROLE_STUDY else children
 
-def _search(tmp_path, space_path=SMOKE, **overrides):
-    space = load_space(space_path)
-    fresh = overrides.pop("fresh", False)
-    settings = space.settings.override(**overrides)
-    lines = []
-    result = run_search(
-        space, settings, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", log_dir=tmp_path / "logs",
-        fresh=fresh, command="pytest", echo=lines.append,
-    )
-    return result, lines
-
-
-def _runs(tmp_path, study, role):
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name(study)
-    return client, client.search_runs([exp.experiment_id], f"tags.`{schema.ROLE}` = '{role}'", max_results=1000)
+    return runs
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, run_study):
     tmp_path = tmp_path_factory.mktemp("smoke")
-    result, lines = _search(tmp_path)
+    result, lines = run_study(tmp_path)
     return tmp_path, result, lines
 
 
-def test_parent_run_records_the_study(smoke):
+def test_parent_run_records_the_study(smoke, runs_by_role):
     tmp_path, result, _ = smoke
-    client, parents = _runs(tmp_path, "smoke", schema.ROLE_STUDY)
+    client, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.run_id == result.parent_run_id
@@ -76,9 +62,9 @@ def test_parent_run_records_the_study(smoke):
     assert [f.path for f in client.list_artifacts(parent.info.run_id, "space")] == ["space/smoke.yaml"]
 
 
-def test_one_child_per_trial_with_every_knob_and_metric_history(smoke):
+def test_one_child_per_trial_with_every_knob_and_metric_history(smoke, runs_by_role):
     tmp_path, result, _ = smoke
-    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {result.parent_run_id}
     assert len({c.data.tags[schema.TRIAL_ID] for c in children}) == 2
@@ -133,13 +119,13 @@ def test_best_model_loads_with_keras_and_mlflow(smoke):
     path = client.download_artifacts(result.parent_run_id, "best_model.keras", str(tmp_path))
     model = keras.models.load_model(path)
     assert model.count_params() == 61706
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    pyfunc = mlflow.keras.load_model(f"runs:/{result.parent_run_id}/best_model")
+    with scoped_uri(f"sqlite:///{tmp_path}/mlflow.db"):
+        pyfunc = mlflow.keras.load_model(f"runs:/{result.parent_run_id}/best_model")
     x = np.zeros((2, 28, 28, 1), dtype="float32")
     np.testing.assert_allclose(pyfunc.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
 
 
-def test_predict_classifies_a_png(smoke, monkeypatch, capsys):
+def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role):
     tmp_path, result, _ = smoke
     from PIL import Image
 
@@ -155,40 +141,40 @@ def test_predict_classifies_a_png(smoke, monkeypatch, capsys):
     probs = [float(p.split(":")[1]) for p in out.split("[")[1].split("]")[0].split()]
     assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=0.01)
     # A child run holds no model: a one-line error, exit code 2.
-    _, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    _, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert cli_main(["predict", str(image), "--run", children[0].info.run_id]) == 2
     assert "holds no best_model.keras" in capsys.readouterr().err
     assert cli_main(["predict", str(tmp_path / "missing.png")]) == 2
     assert "no such image file" in capsys.readouterr().err
 
 
-def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path):
-    _search(tmp_path)
-    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, runs_by_role):
+    run_study(tmp_path)
+    client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert len(children) == 2
     # A process killed mid-trial leaves a RUNNING run behind.
     exp = client.get_experiment_by_name("smoke")
     orphan = client.create_run(exp.experiment_id, tags={schema.ROLE: schema.ROLE_TRIAL}).info.run_id
-    result, lines = _search(tmp_path, max_trials=3)
+    result, lines = run_study(tmp_path, max_trials=3)
     assert any("resuming: 2 trial(s)" in line for line in lines)
     assert client.get_run(orphan).info.status == "KILLED"
-    _, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    _, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert len(finished) == 3 and len({c.data.tags[schema.TRIAL_ID] for c in finished}) == 3
-    _, parents = _runs(tmp_path, "smoke", schema.ROLE_STUDY)
+    _, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
     assert len(parents) == 2  # one parent per invocation
     # Nothing left to do: no new trial, nothing logged twice.
-    _search(tmp_path, max_trials=3)
-    _, again = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    run_study(tmp_path, max_trials=3)
+    _, again = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert len([c for c in again if c.info.status == "FINISHED"]) == 3
     # --fresh starts over under a new search id; earlier runs stay in the store.
-    _search(tmp_path, fresh=True)
-    _, after = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+    run_study(tmp_path, fresh=True)
+    _, after = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     search_ids = {c.data.tags[schema.SEARCH_ID] for c in after if c.info.status == "FINISHED"}
     assert len(after) == len(again) + 2 and len(search_ids) == 2
 
 
-def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path):
+def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path, run_study, runs_by_role):
     space_file = tmp_path / "faults.yaml"
     space_file.write_text(
         "study:\n  dataset: mnist-5k\n  train_samples: 300\n  tuner: grid\n  max_trials: 10\n  epochs: 1\n"
@@ -197,8 +183,8 @@ def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(
         "  input_scaling: {fixed: raw}\n  activation: {fixed: relu}\n"
         "  learning_rate: {choice: [0.001, 100000.0]}\n  batch_size: {fixed: 64}\n"
     )
-    result, lines = _search(tmp_path, space_path=space_file)
-    client, children = _runs(tmp_path, "faults", schema.ROLE_TRIAL)
+    result, lines = run_study(tmp_path, space_path=space_file)
+    client, children = runs_by_role(tmp_path, "faults", schema.ROLE_TRIAL)
     assert len(children) == 4
     by_status = {}
     for child in children:
@@ -209,7 +195,7 @@ def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(
     assert all(r.startswith("impossible configuration: C5") for r in reasons[1:])
     nan_run = next(c for c in by_status["FAILED"] if c.data.tags[schema.STOP_REASON] == "nan")
     assert nan_run.info.status == "FAILED" and nan_run.data.params["learning_rate"] == "100000.0"
-    _, parents = _runs(tmp_path, "faults", schema.ROLE_STUDY)
+    _, parents = runs_by_role(tmp_path, "faults", schema.ROLE_STUDY)
     assert parents[0].info.status == "FINISHED"
     assert parents[0].data.metrics["n_trials_failed"] == 3 and parents[0].data.metrics["n_trials_completed"] == 1
     assert result.completed == 1 and math.isfinite(result.test_accuracy)
@@ -226,9 +212,9 @@ def test_search_command_gives_one_line_errors(tmp_path, capsys, monkeypatch):
     assert not glob.glob(str(tmp_path / "mlflow.db"))  # nothing was started
 
 
-def test_hyperband_trials_record_their_budget_and_continuations(tmp_path):
-    _search(tmp_path, tuner="hyperband", epochs=2, hyperband_factor=2, patience=0, max_trials=10, seed=1)
-    client, children = _runs(tmp_path, "smoke", schema.ROLE_TRIAL)
+def test_hyperband_trials_record_their_budget_and_continuations(tmp_path, run_study, runs_by_role):
+    run_study(tmp_path, tuner="hyperband", epochs=2, hyperband_factor=2, patience=0, max_trials=10, seed=1)
+    client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert len(children) >= 4 and all(c.info.status == "FINISHED" for c in children)
     for child in children:
         params = child.data.params
@@ -243,7 +229,7 @@ def test_hyperband_trials_record_their_budget_and_continuations(tmp_path):
         assert steps == list(range(start, int(child.data.params["tuner/epochs"])))
 
 
-def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restored(tmp_path, monkeypatch):
+def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restored(tmp_path, monkeypatch, run_study):
     import gc
 
     from study import tuner
@@ -257,7 +243,7 @@ def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restore
 
     monkeypatch.setattr(tuner, "fit_model", recording_fit)
     before = gc.get_freeze_count()
-    _search(tmp_path, max_trials=1)
+    run_study(tmp_path, max_trials=1)
     # TensorFlow, MLflow and the data: keras-tuner's two collections per trial need not walk them.
     assert frozen_during_fit and min(frozen_during_fit) > 100_000
     assert gc.get_freeze_count() == before  # nothing stays out of the collector's reach afterwards
