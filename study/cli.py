@@ -92,7 +92,7 @@ def cmd_worker(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import predict_image
 
-    result = predict_image(args.image, study=args.study, run_id=args.run, invert=args.invert)
+    result = predict_image(args.image, study=args.study, run_id=args.run, invert=args.invert, model_uri=args.model)
     print(result.text())
     return 0
 
@@ -174,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="classify a grayscale image with a study's best model")
     s.add_argument("image")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--study", help="study name (default: the most recent study with a best model)")
+    g.add_argument("--study", help="use this study's champion model (default: the most recent study with a best "
+                                   "model; its latest best model when it registered none)")
     g.add_argument("--run", help="a parent run id holding best_model.keras")
+    g.add_argument("--model", metavar="URI", help="an MLflow model URI: models:/lenet-<study>@champion, "
+                                                  "models:/NAME/VERSION or runs:/RUN_ID/best_model")
     s.add_argument("--invert", action="store_true", help="for a dark digit on a light background")
     s.set_defaults(func=cmd_predict)
 

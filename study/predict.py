@@ -1,5 +1,10 @@
 """Classify one grayscale image file with a study's best model, as the tutorials do with a saved model.
 
+The model: an MLflow model URI (`--model models:/lenet-<study>@champion`, any
+`models:/` or `runs:/` URI), a parent run's best_model.keras (`--run`), or by
+default the champion of the study (`--study`, else the newest study with a
+best model), falling back to its latest best model when none is registered.
+
 The image is converted to 8-bit grayscale and resized to 28x28; the model
 applies its own input scaling (its first layer), so raw 0-255 pixels go in.
 """
@@ -49,6 +54,9 @@ def load_image(path: str | Path, invert: bool = False) -> np.ndarray:
     return pixels.reshape(1, 28, 28, 1)
 
 
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
+
+
 def find_model_run(study: str | None = None, run_id: str | None = None, tracking_uri: str | None = None) -> str:
     """The parent run whose best model to use: the given run, or the study's latest with a model."""
     from . import tracking
@@ -91,12 +99,55 @@ def load_best_model(run_id: str, tracking_uri: str | None = None):
     return keras.models.load_model(path)
 
 
+def load_model_uri(model_uri: str, tracking_uri: str | None = None):
+    """A model by MLflow URI: models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/best_model."""
+    from mlflow.exceptions import MlflowException
+
+    from . import tracking
+    from .model import register_custom_objects
+
+    if not model_uri.startswith(MODEL_URI_SCHEMES) or model_uri.rstrip("/") in MODEL_URI_SCHEMES:
+        raise PredictError(f"--model {model_uri!r}: give an MLflow model URI: models:/NAME@ALIAS, "
+                           f"models:/NAME/VERSION or runs:/RUN_ID/{schema.MODEL_NAME}")
+    register_custom_objects()
+    try:
+        return tracking.load_keras_model(model_uri, tracking_uri)
+    except (MlflowException, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PredictError(f"--model {model_uri}: cannot load it from "
+                           f"{tracking.tracking_uri(tracking_uri)} ({reason[:200]})") from None
+
+
+def choose_model(study: str | None = None, run_id: str | None = None, model_uri: str | None = None,
+                 tracking_uri: str | None = None) -> tuple[str | None, str | None, str]:
+    """(model URI, parent run id, description): what `predict` loads. A given URI or run as asked; by
+    default the study's champion (the registered version its latest search chose) where one exists,
+    else the best model of its latest finished search; the study is the given one or the newest with
+    a best model."""
+    from . import tracking
+
+    if model_uri:
+        return model_uri, None, model_uri
+    if run_id:
+        run_id = find_model_run(None, run_id, tracking_uri)
+        return None, run_id, f"run {run_id}"
+    c = tracking.client(tracking_uri)
+    run = find_model_run(study, None, tracking_uri)
+    study = study or c.get_run(run).data.tags.get(schema.STUDY)
+    version = tracking.champion(c, study) if study else None
+    if version is not None:
+        uri = f"models:/{version.name}@{schema.CHAMPION_ALIAS}"
+        run_of = f", run {version.run_id}" if version.run_id else ""
+        return uri, None, f"{uri} (version {version.version}, trial {version.tags.get(schema.TRIAL_ID, '?')}{run_of})"
+    return None, run, f"run {run}"
+
+
 def predict_image(image: str, study: str | None = None, run_id: str | None = None, invert: bool = False,
-                  tracking_uri: str | None = None) -> Prediction:
+                  tracking_uri: str | None = None, model_uri: str | None = None) -> Prediction:
     from .model import probabilities
 
     pixels = load_image(image, invert=invert)
-    run = find_model_run(study, run_id, tracking_uri)
-    model = load_best_model(run, tracking_uri)
+    uri, run, source = choose_model(study, run_id, model_uri, tracking_uri)
+    model = load_model_uri(uri, tracking_uri) if uri else load_best_model(run, tracking_uri)
     probs = probabilities(model, pixels)[0]
-    return Prediction(image, int(np.argmax(probs)), probs, f"run {run}")
+    return Prediction(image, int(np.argmax(probs)), probs, source)

@@ -9,7 +9,7 @@ Parent run (tag ROLE = ROLE_STUDY):
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
           test_eval), plus OBJECTIVE_PARAM, SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with
           workers WORKERS_PARAM, THREADS_PARAM
-  tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE,
+  tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
           DATA_PREFIX + <name|resolved|source|n_train|n_test|digest|note>,
           after the search BEST_TRIAL_ID, BEST_TRIAL_RUN_ID; with workers LAUNCH_ID, ORACLE
   input   the training data via mlflow.log_input (name, source, digest, counts)
@@ -17,6 +17,8 @@ Parent run (tag ROLE = ROLE_STUDY):
           N_TRIALS_COMPLETED, N_TRIALS_FAILED
   files   the space YAML under "space/", the best model under "best_model/"
           (MLflow Keras model) and MODEL_FILE; the report under "report/"
+  name    "<study>: <tuner> on <dataset>, <start time>" (+ " (resumed)")
+  model   the best model registered as registered_model_name(study), alias CHAMPION_ALIAS
 
 Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
   params  every LeNetConfig field (LeNetConfig.to_params), plus VARIANT when the trial is a
@@ -24,6 +26,7 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
           the tuner/* keys Hyperband adds
   tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON
+  name    "trial <id>: <its knobs>" (the progress line's label)
   metrics per-epoch histories (step = epoch, from 0) of HISTORY_METRICS; BEST_VAL_ACCURACY,
           best_val_loss, best_epoch, epochs_run, param_count, wall_time_s; with several
           executions *_mean and *_std of the best metrics; TEST_ACCURACY / TEST_LOSS when the
@@ -44,6 +47,8 @@ FAILURE_REASON = "lenet.failure_reason"
 STOP_REASON = "lenet.stop_reason"
 VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
 WORKER = "lenet.worker"
+# What TensorFlow sees in the process that opened the study: "CPU", or e.g. "GPU:0 (NVIDIA ...), GPU:1".
+DEVICES = "lenet.devices"
 # Changes when a study starts over (`search --fresh`): reports read the latest search only.
 SEARCH_ID = "lenet.search_id"
 BEST_TRIAL_ID = "lenet.best_trial_id"
@@ -93,5 +98,18 @@ N_TRIALS_FAILED = "n_trials_failed"
 # --------------------------------------------------------------------------- artifacts
 MODEL_FILE = "best_model.keras"
 MODEL_NAME = "best_model"  # the MLflow Keras model on the parent run
+
+# --------------------------------------------------------------------------- the Model Registry
+# After a search that evaluated its best model on the test set, that MLflow model is registered as
+# a new version of REGISTERED_MODEL_PREFIX + <study>, and CHAMPION_ALIAS moves to it. Version tags:
+# TRIAL_ID, BEST_TRIAL_RUN_ID, SEARCH_ID, STUDY, DATA_PREFIX + <name|resolved|digest>, and the
+# metrics TEST_ACCURACY, BEST_VAL_ACCURACY as strings.
+REGISTERED_MODEL_PREFIX = "lenet-"
+CHAMPION_ALIAS = "champion"
+
+
+def registered_model_name(study: str) -> str:
+    """The registered model a study's searches add versions to."""
+    return f"{REGISTERED_MODEL_PREFIX}{study}"
 SPACE_DIR = "space"
 REPORT_DIR = "report"

@@ -135,6 +135,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
 
     from . import tracking
     from .data import prepare_data
+    from .devices import describe_devices
 
     space, settings, study = request.space, request.settings, request.name
     log_dir = Path(request.log_dir)
@@ -146,16 +147,18 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, request.data_dir)
     prov = ds.provenance
+    devices = describe_devices()
     echo(
         f"study {study!r}: {settings.tuner} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "
-        f"{len(ds.y_test):,} test, source {prov.source})"
+        f"{len(ds.y_test):,} test, source {prov.source}), devices: {devices}"
     )
 
     tracker = tracking.StudyTracker(study, request.tracking_uri, search_id=search_id)
     stale = tracking.mark_stale_runs(tracker.client, tracker.experiment_id)
     if stale:
         echo(f"marked {stale} run(s) left RUNNING by an interrupted process as KILLED")
-    run_name = f"{study} {time.strftime('%Y-%m-%d %H:%M:%S')}" + (" (resumed)" if resumed else "")
+    run_name = (f"{study}: {settings.tuner} on {prov.resolved}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                + (" (resumed)" if resumed else ""))
     params = {
         **settings.to_params(),
         schema.DATA_RESOLVED_PARAM: prov.resolved,
@@ -169,6 +172,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
         schema.GIT_COMMIT: tracking.git_commit(),
         schema.COMMAND: request.command or shlex.join(sys.argv),
         schema.NOTE: space.settings.description or f"LeNet-5 study {study}",
+        schema.DEVICES: devices,
     }
     tracker.start_parent(run_name, params, tags)
     try:
@@ -292,7 +296,7 @@ def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySetting
         if run.info.status == schema.RUN_FINISHED:
             runs.setdefault(run.data.tags.get(schema.TRIAL_ID), run)
     chosen = trials if settings.test_eval == "all" else trials[:1]
-    best_model = None
+    best_model = best_run = None
     for rank, trial in enumerate(chosen):
         run = runs.get(trial.trial_id)
         model = tuner.load_model(trial)  # its optimizer-slot warning is filtered in study.tuner
@@ -303,6 +307,7 @@ def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySetting
             best_model = model
             result.test_accuracy = float(test_acc)
             tracker.log_parent_metrics({schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
+            best_run = run
             if run is not None:
                 tracker.set_parent_tags({schema.BEST_TRIAL_RUN_ID: run.info.run_id})
     echo(
@@ -310,17 +315,38 @@ def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySetting
         f"test_accuracy {result.test_accuracy:.4f} ({len(chosen)} model(s) evaluated on the test set once)"
     )
     if best_model is not None and math.isfinite(result.test_accuracy):
-        _log_best_model(tracker, best_model, ds.x_test[:2])
+        model_uri = _log_best_model(tracker, best_model, ds.x_test[:2])
+        _register_champion(tracker, model_uri, result, best_run, ds.provenance, echo)
 
 
-def _log_best_model(tracker, model, example) -> None:
-    """The best model on the parent run, loadable with keras and with mlflow."""
+def _log_best_model(tracker, model, example) -> str:
+    """The best model on the parent run, loadable with keras and with mlflow; returns its model URI."""
     import keras
     import tensorflow as tf
 
     # The checkpoint restored weights only; build the optimizer's slots so the saved file loads cleanly.
     model.optimizer.build(model.trainable_variables)
-    tracker.log_best_model(model, example, [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
+    return tracker.log_best_model(model, example, [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
+
+
+def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, provenance, echo) -> None:
+    """The best model as a new version of the study's registered model, with the champion alias.
+    The model is already on the parent run: a registry that refuses only costs the alias (one line)."""
+    tags = {
+        schema.STUDY: tracker.study, schema.SEARCH_ID: tracker.search_id, schema.TRIAL_ID: result.best_trial_id,
+        schema.TEST_ACCURACY: f"{result.test_accuracy:.4f}", schema.BEST_VAL_ACCURACY: f"{result.best_val_accuracy:.4f}",
+        **{f"{schema.DATA_PREFIX}{key}": getattr(provenance, key) for key in ("name", "resolved", "digest")},
+    }
+    if best_run is not None:
+        tags[schema.BEST_TRIAL_RUN_ID] = best_run.info.run_id
+    name = schema.registered_model_name(tracker.study)
+    try:
+        version = tracker.register_champion(model_uri, tags)
+    except Exception as exc:  # the store's registry is not the study's record: say so and go on
+        echo(f"best model not registered as {name} ({str(exc).splitlines()[0][:200]}); it is on the parent "
+             f"run {tracker.parent_run_id} as {schema.MODEL_FILE}")
+        return
+    echo(f"registered models:/{name}/{version.version} as models:/{name}@{schema.CHAMPION_ALIAS}")
 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:

@@ -12,6 +12,7 @@ which puts back what was there. Names of tags and metrics are in `schema.py`.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import subprocess
@@ -187,6 +188,32 @@ def running_children(c, experiment_id: str, parent_run_id: str, worker: str | No
     return c.search_runs([experiment_id], filter_string=flt, max_results=1000)
 
 
+def champion(c, study: str):
+    """The study's CHAMPION_ALIAS model version, or None when the study registered none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(schema.registered_model_name(study), schema.CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def latest_study(c) -> str | None:
+    """The study whose parent run started last, or None when the store holds no study."""
+    experiments = study_experiments(c)
+    newest = study_parents(c, list(experiments.values()), max_results=1) if experiments else []
+    return newest[0].data.tags.get(schema.STUDY) if newest else None
+
+
+def load_keras_model(model_uri: str, uri: str | None = None):
+    """A Keras model logged or registered in the store at `uri`, by MLflow model URI
+    (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH)."""
+    import mlflow
+
+    with scoped_uri(tracking_uri(uri)):
+        return mlflow.keras.load_model(model_uri)
+
+
 def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000):
     """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
     tags.* columns), read from the store at `uri`."""
@@ -353,9 +380,10 @@ class StudyTracker:
         for key, value in tags.items():
             self.client.set_tag(self.parent_run_id, key, str(value))
 
-    def log_best_model(self, model, example, pip_requirements: list[str]) -> None:
+    def log_best_model(self, model, example, pip_requirements: list[str]) -> str:
         """The best model on the parent run as MODEL_FILE (keras.models.load_model) and as the MLflow
-        Keras model MODEL_NAME (mlflow.keras.load_model("runs:/<parent>/best_model"))."""
+        Keras model MODEL_NAME (mlflow.keras.load_model("runs:/<parent>/best_model")); returns the
+        logged model's URI (models:/m-...), which `register_champion` registers."""
         import tempfile
 
         import mlflow
@@ -366,9 +394,31 @@ class StudyTracker:
             self.log_parent_artifact(path)
         signature = mlflow.models.infer_signature(example.astype("float32"), model.predict(example, verbose=0))
         with scoped_uri(self.uri), mlflow.start_run(run_id=self.parent_run_id):
-            mlflow.keras.log_model(model, name=schema.MODEL_NAME, pip_requirements=pip_requirements,
-                                   signature=signature)
+            info = mlflow.keras.log_model(model, name=schema.MODEL_NAME, pip_requirements=pip_requirements,
+                                          signature=signature)
         # start_run(run_id=...) ended the run as FINISHED on exit; parent_status sets the final status.
+        return info.model_uri
+
+    def register_champion(self, model_uri: str, tags: dict[str, Any]):
+        """Register the logged model as a new version of the study's registered model and move the
+        CHAMPION_ALIAS to it; returns the ModelVersion."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        name = schema.registered_model_name(self.study)
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(
+                name, tags={schema.STUDY: self.study},
+                description=f"Best LeNet-5 of study {self.study!r}; alias '{schema.CHAMPION_ALIAS}' = the "
+                            "version the latest search chose")
+        # register_model (not client.create_model_version) also links the logged model to the version;
+        # its two progress lines go to stderr, where the study's own line says the same.
+        with scoped_uri(self.uri), contextlib.redirect_stderr(io.StringIO()):
+            version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        self.client.set_registered_model_alias(name, schema.CHAMPION_ALIAS, version.version)
+        return version
 
     def log_parent_metrics(self, metrics: dict[str, float]) -> None:
         self._log_summary(self.parent_run_id, None, metrics)
@@ -377,7 +427,9 @@ class StudyTracker:
         self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
 
     # children -------------------------------------------------------------
-    def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None) -> str:
+    def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None,
+                    label: str | None = None) -> str:
+        """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line)."""
         from mlflow.entities import Param
 
         tags = {
@@ -390,7 +442,8 @@ class StudyTracker:
         }
         if variant:
             tags[schema.VARIANT] = variant
-        run = self.client.create_run(self.experiment_id, run_name=f"trial {trial_id}", tags=tags)
+        name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"
+        run = self.client.create_run(self.experiment_id, run_name=name[:250], tags=tags)
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run_id

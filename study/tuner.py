@@ -200,7 +200,8 @@ class TrackedMixin:
         try:
             config = config_from_hp(hp, self.settings)
         except ConfigError as exc:
-            run_id = self.tracker.start_trial(trial.trial_id, {k: v for k, v in values.items()}, variant)
+            run_id = self.tracker.start_trial(trial.trial_id, {k: v for k, v in values.items()}, variant,
+                                              label=self._last["label"])
             self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", schema.STOP_INVALID)
             self._last["note"] = "impossible configuration"
             raise kt.errors.FailedTrialError(str(exc)) from None
@@ -213,7 +214,7 @@ class TrackedMixin:
         if variant:
             params[schema.VARIANT] = variant
         self._last["label"] = trial_label(values, config)
-        run_id = self.tracker.start_trial(trial.trial_id, params, variant)
+        run_id = self.tracker.start_trial(trial.trial_id, params, variant, label=self._last["label"])
         # Seeds weights and shuffling; further executions continue the same stream.
         keras.utils.set_random_seed(config.seed)
         try:

@@ -152,6 +152,10 @@ def test_two_workers_track_every_trial_once_under_one_parent(sqlite_study, study
     assert (tmp / "logs" / ".keras-tuner" / STUDY / "tuner0.json").exists()  # a plain search can resume it
     # TensorBoard: one folder per trial, whichever worker ran it.
     assert sorted(p.name for p in (tmp / "logs" / STUDY).iterdir()) == ["0", "1", "2", "3"]
+    # The champion was registered through the temporary tracking server, into the same SQLite store.
+    champion = MlflowClient(f"sqlite:///{tmp}/mlflow.db").get_model_version_by_alias(f"lenet-{STUDY}", "champion")
+    assert champion.tags[schema.TRIAL_ID] == parent.data.tags[schema.BEST_TRIAL_ID]
+    assert f"as models:/lenet-{STUDY}@champion" in out
 
 
 def test_one_progress_view_and_worker_logs(sqlite_study):

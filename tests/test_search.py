@@ -135,17 +135,54 @@ def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role):
     image = tmp_path / "digit.png"
     Image.fromarray(ds.x_test[0, :, :, 0]).resize((56, 56)).save(image)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    assert cli_main(["predict", str(image), "--study", "smoke"]) == 0
+    assert cli_main(["predict", str(image), "--run", result.parent_run_id]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{image}: class ") and f"run {result.parent_run_id}" in out
+    assert out.startswith(f"{image}: class ") and f"model: run {result.parent_run_id}" in out
     probs = [float(p.split(":")[1]) for p in out.split("[")[1].split("]")[0].split()]
     assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=0.01)
+    # By default, and with --study, the study's champion; any models:/ URI too; the same model each time.
+    for args in ([], ["--study", "smoke"], ["--model", "models:/lenet-smoke@champion"], ["--model", "models:/lenet-smoke/1"]):
+        assert cli_main(["predict", str(image), *args]) == 0
+        again = capsys.readouterr().out
+        assert again.split("model: ")[0] == out.split("model: ")[0]  # same class and probabilities
+        assert ("models:/lenet-smoke" in again) and (args[:1] == ["--model"] or "@champion (version 1, trial" in again)
+    for bad, message in ((["--model", "models:/lenet-smoke@nope"], "alias nope not found"),
+                         (["--model", "smoke"], "give an MLflow model URI")):
+        assert cli_main(["predict", str(image), *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
     # A child run holds no model: a one-line error, exit code 2.
     _, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     assert cli_main(["predict", str(image), "--run", children[0].info.run_id]) == 2
     assert "holds no best_model.keras" in capsys.readouterr().err
     assert cli_main(["predict", str(tmp_path / "missing.png")]) == 2
     assert "no such image file" in capsys.readouterr().err
+
+
+def test_the_best_model_is_registered_as_the_studys_champion(smoke, runs_by_role):
+    tmp_path, result, lines = smoke
+    client, (parent,) = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
+    version = client.get_model_version_by_alias("lenet-smoke", "champion")
+    assert str(version.version) == "1" and "registered models:/lenet-smoke/1 as models:/lenet-smoke@champion" in lines
+    tags = version.tags
+    assert tags[schema.TRIAL_ID] == result.best_trial_id == parent.data.tags[schema.BEST_TRIAL_ID]
+    assert tags[schema.BEST_TRIAL_RUN_ID] == parent.data.tags[schema.BEST_TRIAL_RUN_ID]
+    assert float(tags[schema.TEST_ACCURACY]) == pytest.approx(parent.data.metrics["test_accuracy"], abs=5e-5)
+    assert tags[schema.DATA_PREFIX + "digest"] == parent.data.tags[schema.DATA_PREFIX + "digest"]
+    assert tags[schema.DATA_PREFIX + "resolved"] == "mnist-5k"
+
+
+def test_runs_are_named_for_the_study_and_the_trials_knobs(smoke, runs_by_role):
+    tmp_path, result, lines = smoke
+    _, (parent,) = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
+    assert parent.info.run_name.startswith("smoke: random on mnist-5k, 20")
+    _, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
+    for child in children:
+        name = child.info.run_name
+        trial_id = child.data.tags[schema.TRIAL_ID]
+        assert name.startswith(f"trial {trial_id}: {child.data.params['activation']} ")
+        assert f"lr={float(child.data.params['learning_rate']):.2g}" in name
+        assert any(line.split(" | ")[0].endswith(name.split(": ", 1)[1]) for line in lines)  # the progress label
 
 
 def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, runs_by_role):
@@ -172,6 +209,13 @@ def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, 
     _, after = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
     search_ids = {c.data.tags[schema.SEARCH_ID] for c in after if c.info.status == "FINISHED"}
     assert len(after) == len(again) + 2 and len(search_ids) == 2
+    # One registered version per search that chose a model; the champion is the latest search's choice.
+    versions = client.search_model_versions("name = 'lenet-smoke'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
+    champion = client.get_model_version_by_alias("lenet-smoke", "champion")
+    _, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
+    newest = max(parents, key=lambda r: r.info.start_time)
+    assert str(champion.version) == "4" and champion.tags[schema.SEARCH_ID] == newest.data.tags[schema.SEARCH_ID]
 
 
 def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path, run_study, runs_by_role):
