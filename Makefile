@@ -36,8 +36,8 @@ bench: $(STAMP) ## benchmarks: tracking overhead (and worker scaling); prints fi
 report: $(STAMP) ## write reports/<study>/ for every study in the store (or STUDY="a b")
 	$(BIN)/lenet-study report $(STUDY) $(ARGS)
 
-ui: $(STAMP) ## browse every run: mlflow ui on the project's store
-	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+ui: $(STAMP) ## browse every run: mlflow ui on the project's store; prints the latest study's runs link
+	$(BIN)/lenet-study ui --host 127.0.0.1 --port 5000
 
 tensorboard: $(STAMP) ## watch trials: tensorboard --logdir logs
 	$(BIN)/tensorboard --logdir logs --host 127.0.0.1 --port 6006

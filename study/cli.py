@@ -122,6 +122,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """Print the link to the latest study's runs table, then become `mlflow ui` on the same store."""
+    from . import tracking
+
+    uri = tracking.tracking_uri()
+    latest = tracking.latest_study(tracking.client(uri))
+    base = f"http://{args.host}:{args.port}"
+    if latest:
+        print(f"runs of the latest study {latest[0]!r}: {tracking.ui_link(base, latest[1])}", flush=True)
+    else:
+        print(f"no study in {uri} yet (run `make search`); the MLflow UI: {base}", flush=True)
+    command = tracking.ui_command(uri, args.host, args.port)
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    os.execv(command[0], command)
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -197,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="reports")
     s.add_argument("--no-notebooks", action="store_true")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("ui", help="print the latest study's runs link, then serve the MLflow UI on the store")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--dry-run", action="store_true", help="print the link and the mlflow command, start nothing")
+    s.set_defaults(func=cmd_ui)
 
     s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling")
     s.add_argument("--data-dir")

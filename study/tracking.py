@@ -107,6 +107,13 @@ def git_commit(cwd: str | Path = ".") -> str:
 UI_HOST = "http://127.0.0.1:5000"  # where `make ui` serves a local store
 
 
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow ui` on the store at `uri`, from this Python environment."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+
+
 def ui_link(uri: str, experiment_id: str) -> str:
     """The MLflow UI's runs table of an experiment (MLflow 3.17 opens its GenAI view without the flag)."""
     base = uri if uri.startswith("http") else UI_HOST
@@ -198,11 +205,13 @@ def champion(c, study: str):
         return None
 
 
-def latest_study(c) -> str | None:
-    """The study whose parent run started last, or None when the store holds no study."""
+def latest_study(c) -> tuple[str, str] | None:
+    """(name, experiment id) of the study whose parent run started last, or None when there is none."""
     experiments = study_experiments(c)
     newest = study_parents(c, list(experiments.values()), max_results=1) if experiments else []
-    return newest[0].data.tags.get(schema.STUDY) if newest else None
+    if not newest:
+        return None
+    return newest[0].data.tags.get(schema.STUDY, ""), newest[0].info.experiment_id
 
 
 def load_keras_model(model_uri: str, uri: str | None = None):

@@ -185,6 +185,20 @@ def test_runs_are_named_for_the_study_and_the_trials_knobs(smoke, runs_by_role):
         assert any(line.split(" | ")[0].endswith(name.split(": ", 1)[1]) for line in lines)  # the progress label
 
 
+def test_make_ui_prints_the_latest_studys_runs_link(smoke, monkeypatch, capsys, tmp_path_factory):
+    tmp_path, result, _ = smoke
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert cli_main(["ui", "--port", "5077", "--dry-run"]) == 0
+    link, command = capsys.readouterr().out.strip().splitlines()
+    assert link == (f"runs of the latest study 'smoke': http://127.0.0.1:5077/#/experiments/{result.experiment_id}"
+                    "/runs?workflowType=machine_learning")
+    assert command.endswith(f"-m mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5077")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('empty')}/mlflow.db")
+    assert cli_main(["ui", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("no study in sqlite:///")
+
+
 def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, runs_by_role):
     run_study(tmp_path)
     client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
