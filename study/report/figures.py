@@ -76,7 +76,8 @@ def variant_accuracy_info(runs: StudyRuns) -> pd.DataFrame:
 
 
 def plot_variant_accuracy(runs: StudyRuns):
-    """Validation and test accuracy per documented variant: mean bars, std error bars, n, reported figure."""
+    """Validation and test accuracy per documented variant: mean bars, std error bars, n, and the tutorial's
+    figure where it was measured on the same dataset (a note names the claims left out, and why)."""
     table = variant_accuracy_info(runs)
     if table.empty:
         return None
@@ -90,10 +91,14 @@ def plot_variant_accuracy(runs: StudyRuns):
     if has_test:
         ax.bar(x + offset, table["test_mean"], width, yerr=table["test_std"].fillna(0), capsize=4,
                color="C1", label="test")
-    reported = table["reported"]
-    if reported.notna().any():
-        ax.scatter(x[reported.notna()] + offset, reported[reported.notna()], marker="D", color="black",
-                   zorder=5, label="reported by the tutorial")
+    applies = table["claim_applies"].astype(bool) & table["reported"].notna()
+    reported = table["reported"].where(applies)
+    if applies.any():
+        ax.scatter(x[applies] + offset, reported[applies], marker="D", color="black",
+                   zorder=5, label="reported by the tutorial (same dataset)")
+    left_out = table[table["reported"].notna() & ~applies]
+    not_drawn = ("\nnot drawn, measured by the tutorial on another dataset: " + "; ".join(
+        f"{r.variant} {r.reported:.4f} ({r.dataset})" for r in left_out.itertuples())) if not left_out.empty else ""
     values = pd.concat([table["val_mean"] - table["val_std"].fillna(0),
                         table["test_mean"] - table["test_std"].fillna(0), reported]).dropna()
     # Zoom in on the top of the axis only when every bar is high (say so on the label), else start at 0.
@@ -106,7 +111,8 @@ def plot_variant_accuracy(runs: StudyRuns):
                     va="bottom", fontsize=8, color="white", fontweight="bold")
     ax.set_xticks(x, table["variant"], rotation=15, ha="right")
     ax.set_ylabel(f"accuracy (axis starts at {low:.2f})" if low > 0 else "accuracy")
-    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seed replicates; error bars: sample std")
+    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seed replicates; error bars: sample std"
+                 + not_drawn)
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=3, fontsize=9)
     return fig
