@@ -1,12 +1,21 @@
 # Every target calls the `lenet-study` CLI from a project-local virtualenv that
 # it builds from pyproject.toml on first use (and rebuilds when that changes).
+# GPU=1 (with any target) adds the `gpu` extra: TensorFlow's CUDA libraries.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+GPU ?=
+# One stamp per flavour: switching to GPU=1 installs the extra into the existing .venv.
+ifeq ($(GPU),1)
+EXTRAS := dev,gpu
+STAMP := $(VENV)/.installed-gpu
+else
+EXTRAS := dev
 STAMP := $(VENV)/.installed
+endif
 SPACE ?= search_spaces/lenet.yaml
 WORKERS ?= 1
 ARGS ?=
@@ -16,15 +25,18 @@ ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 
+# A .venv built when the project used tensorflow-cpu loses it first: two TensorFlow packages
+# would share one `tensorflow/` folder (and uninstalling one afterwards would break the other).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	if $(BIN)/pip show --quiet tensorflow-cpu >/dev/null 2>&1; then $(BIN)/pip uninstall -y -q tensorflow-cpu; fi
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-install: $(STAMP) ## build .venv from pyproject.toml (the other targets do it when needed)
+install: $(STAMP) ## build .venv from pyproject.toml (GPU=1: with CUDA for NVIDIA GPUs); other targets do it when needed
 
-search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [ARGS="--max-trials 5"]
+search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [GPU=1] [ARGS="--max-trials 5"]
 	$(BIN)/lenet-study search $(SPACE) --workers $(WORKERS) $(ARGS)
 
 test: $(STAMP) ## run the test suite

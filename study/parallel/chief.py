@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from .. import kt_compat, schema
+from ..devices import gpu_assignment, visible_gpu_ids
 from ..kt_compat import TrialStatus
 from ..search import TUNER_DIRNAME, SearchError, StudyRequest
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
@@ -222,7 +223,7 @@ def launch(request: StudyRequest, echo=print):
         shutil.rmtree(project_dir)  # open_study then writes a new search id into the empty folder
     project_dir.mkdir(parents=True, exist_ok=True)
 
-    env_before = {k: os.environ.get(k) for k in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",)}
+    env_before = {k: os.environ.get(k) for k in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "TF_FORCE_GPU_ALLOW_GROWTH")}
     server = pool = None
     launch_id = uuid.uuid4().hex
     try:
@@ -242,8 +243,11 @@ def launch(request: StudyRequest, echo=print):
             make_cmd = worker_command(oracle=hostport(connect_host(bind_host), bind_port), study=study,
                                       space_path=request.space.path, log_dir=log_dir, data_dir=request.data_dir)
             pool = WorkerPool(make_cmd, {**os.environ, "MLFLOW_TRACKING_URI": run_uri, LAUNCH_ENV: launch_id})
+            gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
             for i in range(n):
-                pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log")
+                pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log", gpu=gpus[i])
+            if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
+                os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
             import keras_tuner  # noqa: F401  (TensorFlow's import overlaps the others' start)
 
@@ -326,7 +330,8 @@ def _announce(request, chief, pool, n, threads, bind_host, remote_ok, user_uri, 
     if remote_ok:
         echo("the oracle has no authentication and no encryption: keep its port on a private network")
     if n:
-        pids = ", ".join(f"{w.tuner_id} (pid {w.proc.pid})" for w in pool.workers)
+        pids = ", ".join(f"{w.tuner_id} (pid {w.proc.pid}{'' if w.gpu is None else f', GPU {w.gpu}'})"
+                         for w in pool.workers)
         echo(f"{n} worker(s), {threads} TensorFlow thread(s) each: {pids}; "
              f"their output: {project_dir}/worker<i>.log")
 

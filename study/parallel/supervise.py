@@ -147,6 +147,7 @@ class WorkerProcess:
     tuner_id: str
     threads: int
     log_path: Path
+    gpu: str | None = None  # its CUDA_VISIBLE_DEVICES (devices.gpu_assignment); None: the environment's
     proc: subprocess.Popen | None = None
     restarts: int = 0
     state: str = "running"  # running | done | gave_up | error
@@ -164,8 +165,8 @@ class WorkerPool:
         self.spawn = spawn
         self.workers: list[WorkerProcess] = []
 
-    def add(self, tuner_id: str, threads: int, log_path: Path) -> WorkerProcess:
-        w = WorkerProcess(tuner_id, threads, log_path)
+    def add(self, tuner_id: str, threads: int, log_path: Path, gpu: str | None = None) -> WorkerProcess:
+        w = WorkerProcess(tuner_id, threads, log_path, gpu)
         self.workers.append(w)
         self.start(w)
         return w
@@ -177,9 +178,14 @@ class WorkerPool:
             "TF_NUM_INTRAOP_THREADS": str(w.threads), "TF_NUM_INTEROP_THREADS": str(w.threads),
             "OMP_NUM_THREADS": str(w.threads), SUPERVISOR_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1",
         }
+        if w.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = w.gpu
+            # Workers may share a GPU: each takes memory as it needs it, not the whole card at start.
+            env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         with open(w.log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {w.tuner_id} start "
-                      f"(restart {w.restarts}), {w.threads} thread(s)\n".encode())
+                      f"(restart {w.restarts}), {w.threads} thread(s)"
+                      f"{'' if w.gpu is None else f', GPU {w.gpu}'}\n".encode())
             log.flush()
             w.proc = self.spawn(self.make_cmd(w), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import kt_compat, schema
+from ..devices import gpu_assignment, visible_gpu_ids
 from ..search import TUNER_DIRNAME, SearchError
 from .chief import LAUNCH_ENV
 from .net import hostport, parse_address, wait_http, wait_port
@@ -211,10 +212,12 @@ def supervise_workers(request: WorkerRequest, host: str, port: int, n: int) -> i
                               data_dir=request.data_dir, parent_run_id=tracker.parent_run_id)
     pool = WorkerPool(make_cmd, {**os.environ, "MLFLOW_TRACKING_URI": joined.uri})
     folder = log_dir / TUNER_DIRNAME / joined.study
+    gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
     for i in range(n):
-        pool.add(f"{base}-{i}", threads, folder / f"{base}-{i}.log")
-    print(f"{n} worker(s) for study {joined.study!r}, {threads} TensorFlow thread(s) each; "
-          f"their output: {folder}/{base}-<i>.log")
+        pool.add(f"{base}-{i}", threads, folder / f"{base}-{i}.log", gpu=gpus[i])
+    on_gpus = ", ".join(f"{w.tuner_id} on GPU {w.gpu}" for w in pool.workers if w.gpu is not None)
+    print(f"{n} worker(s) for study {joined.study!r}, {threads} TensorFlow thread(s) each"
+          f"{f' ({on_gpus})' if on_gpus else ''}; their output: {folder}/{base}-<i>.log")
 
     def on_death(w) -> str:
         killed = tracker.kill_running_children(w.tuner_id)
