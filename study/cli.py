@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from .quiet import quiet_startup
+
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -148,7 +150,8 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lenet-study", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library logs, TensorFlow's start-up lines and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("variants", help="list the documented variants, or show one's layers")
@@ -237,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow's start-up lines (the ones absl prints whatever TF_CPP_MIN_LOG_LEVEL says) left out of stderr.
+    with quiet_startup(enabled=not args.verbose):
+        return _run(args)
+
+
+def _run(args) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     for noisy in ("alembic", "mlflow", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
