@@ -22,6 +22,25 @@ LOSSES = ("crossentropy", "mse")
 OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
 # How raw 0-255 pixels are mapped before C1, inside the model.
 INPUT_SCALINGS = {"unit": (1 / 255.0, 0.0), "symmetric": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
+# Training-time augmentation, as named levels: (translation as a fraction of the side, rotation in
+# turns, zoom as a fraction, horizontal flip). Keras preprocessing layers, active only in training.
+# "flip-shift" is for Fashion-MNIST: a mirrored digit is another symbol (space.py refuses it on digits).
+AUGMENTS: dict[str, tuple[float, float, float, bool]] = {
+    "none": (0.0, 0.0, 0.0, False),
+    "shift": (0.1, 0.0, 0.0, False),
+    "shift-rotate": (0.1, 0.04, 0.0, False),
+    "shift-rotate-zoom": (0.1, 0.04, 0.1, False),
+    "flip-shift": (0.1, 0.0, 0.0, True),
+}
+# Learning-rate schedules over the whole fit (steps = epochs x batches per epoch):
+#   constant; cosine: linear warm-up over the first `warmup` fraction of steps to learning_rate, then
+#   cosine decay to 0; onecycle: linear rise from learning_rate/25 over 30% of the steps, then cosine
+#   decay to learning_rate/25,000 (Smith's one-cycle, Keras's CosineDecay); plateau: halve the rate
+#   when val_loss has not improved for an epoch (keras.callbacks.ReduceLROnPlateau, added by the fit).
+LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
+ONECYCLE_RISE = 0.3
+# The ranges of the modern numeric knobs (checked here and, for space files, by space.py).
+KNOB_RANGES = {"dropout": (0.0, 0.9), "warmup": (0.0, 0.5), "weight_decay": (0.0, 0.1), "label_smoothing": (0.0, 0.5)}
 
 INPUT_SHAPE = (28, 28, 1)  # LeNet-5's input on MNIST; build_lenet takes the data's own shape
 NUM_CLASSES = 10
@@ -127,6 +146,14 @@ class LeNetConfig:
     epochs: int = 10
     patience: int = 0  # EarlyStopping patience on val_loss; 0 = train all epochs
     seed: int = 0
+    # Modern knobs, all off by default: every documented variant keeps its parameters and recipe.
+    augment: str = "none"  # a level of AUGMENTS
+    batch_norm: bool = False  # after C1, C3 (and a conv C5), before the activation
+    dropout: float = 0.0  # rate of a Dropout before each dense layer after C5
+    lr_schedule: str = "constant"  # one of LR_SCHEDULES
+    warmup: float = 0.1  # cosine's warm-up, a fraction of the steps
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW-style, any optimizer)
+    label_smoothing: float = 0.0  # crossentropy only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dense_units", parse_widths(self.dense_units))
@@ -140,6 +167,8 @@ class LeNetConfig:
             ("loss", LOSSES),
             ("optimizer", OPTIMIZERS),
             ("input_scaling", tuple(INPUT_SCALINGS)),
+            ("augment", tuple(AUGMENTS)),
+            ("lr_schedule", LR_SCHEDULES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -155,6 +184,14 @@ class LeNetConfig:
             raise ConfigError(f"momentum: {self.momentum!r} must be in [0, 1)")
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError(f"momentum: only sgd takes momentum, not {self.optimizer}")
+        for name, (low, high) in KNOB_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigError(f"{name}: {value!r} must be a number in [{low}, {high}]")
+        if not isinstance(self.batch_norm, bool):
+            raise ConfigError(f"batch_norm: {self.batch_norm!r} must be true or false")
+        if self.label_smoothing and self.loss != "crossentropy":
+            raise ConfigError(f"label_smoothing: only the crossentropy loss takes it, not {self.loss}")
         feature_map_sizes(self)  # rejects shapes with no spatial extent left
 
     def to_params(self) -> dict[str, str]:
@@ -200,12 +237,15 @@ def feature_map_sizes(config: LeNetConfig) -> list[tuple[str, int]]:
 
 
 def count_params(config: LeNetConfig) -> int:
-    """Trainable parameters, from the architecture alone (no TensorFlow needed)."""
+    """Parameters, from the architecture alone (no TensorFlow needed). With batch_norm a convolution has no
+    bias and its BatchNormalization holds 4 numbers per channel (2 trained, 2 moving statistics)."""
     k = config.kernel_size
     sizes = dict(feature_map_sizes(config))
-    count = (k * k * 1 + 1) * 6 + (k * k * 6 + 1) * 16
+    bias = 0 if config.batch_norm else 1
+    norm = 4 if config.batch_norm else 0
+    count = (k * k * 1 + bias + norm) * 6 + (k * k * 6 + bias + norm) * 16
     if config.c5 == "conv":
-        count += (k * k * 16 + 1) * config.c5_units
+        count += (k * k * 16 + bias + norm) * config.c5_units
         width = sizes["C5"] ** 2 * config.c5_units
     else:
         count += (sizes["S4"] ** 2 * 16 + 1) * config.c5_units
@@ -252,26 +292,107 @@ def one_hot_mse():
     return _LOSS_CLASS()
 
 
+def _smoothed_crossentropy_class():
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="lenet_study")
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        """Crossentropy against one-hot integer labels smoothed by `label_smoothing` (Keras's sparse
+        crossentropy has no smoothing; its dense one has)."""
+
+        def __init__(self, label_smoothing=0.0, from_logits=False, name="smoothed_crossentropy",
+                     reduction="sum_over_batch_size", **kwargs):
+            super().__init__(name=name, reduction=reduction, **kwargs)
+            self.label_smoothing = float(label_smoothing)
+            self.from_logits = bool(from_logits)
+
+        def call(self, y_true, y_pred):
+            ops = keras.ops
+            labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+            target = ops.one_hot(labels, NUM_CLASSES)
+            return keras.losses.categorical_crossentropy(
+                target, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
+
+        def get_config(self):
+            return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                    "from_logits": self.from_logits}
+
+    return SmoothedSparseCrossentropy
+
+
+_SMOOTHED_CLASS = None
+
+
+def smoothed_crossentropy(label_smoothing: float, from_logits: bool):
+    global _SMOOTHED_CLASS
+    if _SMOOTHED_CLASS is None:
+        _SMOOTHED_CLASS = _smoothed_crossentropy_class()
+    return _SMOOTHED_CLASS(label_smoothing=label_smoothing, from_logits=from_logits)
+
+
 def register_custom_objects() -> None:
-    """Make the project's own loss known to Keras, so saved models that use it load."""
+    """Make the project's own losses known to Keras, so saved models that use them load."""
     one_hot_mse()
+    smoothed_crossentropy(0.0, False)
 
 
-def make_optimizer(config: LeNetConfig):
+def learning_rate(config: LeNetConfig, steps_per_epoch: int | None = None):
+    """The optimizer's learning rate: a number, or a schedule over config.epochs x steps_per_epoch steps."""
     keras = _keras()
     lr = config.learning_rate
+    if config.lr_schedule in ("constant", "plateau"):
+        return lr
+    if not steps_per_epoch:
+        raise ConfigError(f"lr_schedule: {config.lr_schedule} needs the number of batches per epoch "
+                          "(build_lenet(..., steps_per_epoch=N))")
+    total = max(2, config.epochs * int(steps_per_epoch))
+    schedules = keras.optimizers.schedules
+    if config.lr_schedule == "cosine":
+        warm = int(round(total * config.warmup))
+        return schedules.CosineDecay(0.0 if warm else lr, max(1, total - warm), alpha=0.0,
+                                     warmup_target=lr if warm else None, warmup_steps=warm)
+    rise = int(round(total * ONECYCLE_RISE))
+    return schedules.CosineDecay(lr / 25, max(1, total - rise), alpha=1 / 25_000,  # alpha: of the peak
+                                 warmup_target=lr, warmup_steps=rise)
+
+
+def make_optimizer(config: LeNetConfig, steps_per_epoch: int | None = None):
+    keras = _keras()
+    lr = learning_rate(config, steps_per_epoch)
+    decay = {"weight_decay": config.weight_decay} if config.weight_decay else {}
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, **decay)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
+        return (keras.optimizers.AdamW if decay else keras.optimizers.Adam)(learning_rate=lr, **decay)
     if config.optimizer == "nadam":
-        return keras.optimizers.Nadam(learning_rate=lr)
-    return keras.optimizers.RMSprop(learning_rate=lr)
+        return keras.optimizers.Nadam(learning_rate=lr, **decay)
+    return keras.optimizers.RMSprop(learning_rate=lr, **decay)
 
 
-def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] = INPUT_SHAPE):
+def augmentation_layers(config: LeNetConfig) -> list:
+    """The augment level's Keras preprocessing layers (active only in training), seeded by config.seed."""
+    layers = _keras().layers
+    translate, rotate, zoom, flip = AUGMENTS[config.augment]
+    out = []
+    if flip:
+        out.append(layers.RandomFlip("horizontal", seed=config.seed, name="aug_flip"))
+    if translate:
+        out.append(layers.RandomTranslation(translate, translate, fill_mode="constant", seed=config.seed,
+                                            name="aug_translate"))
+    if rotate:
+        out.append(layers.RandomRotation(rotate, fill_mode="constant", seed=config.seed, name="aug_rotate"))
+    if zoom:
+        out.append(layers.RandomZoom(zoom, zoom, fill_mode="constant", seed=config.seed, name="aug_zoom"))
+    return out
+
+
+def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] = INPUT_SHAPE, *,
+                steps_per_epoch: int | None = None, steps_per_execution: int = 1):
     """Return a compiled LeNet-5 for `config` (integer labels; raw 0-255 pixels of `input_shape`, the data's
-    own image shape, 28x28x1 for every dataset here)."""
+    own image shape, 28x28x1 for every dataset here).
+
+    `steps_per_epoch` (batches per epoch) sizes a cosine or one-cycle schedule; `steps_per_execution`
+    runs that many batches per call into TensorFlow (faster on a CPU; callbacks still see every epoch)."""
     config = config or LeNetConfig()
     keras = _keras()
     layers = keras.layers
@@ -280,32 +401,50 @@ def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] 
     k = config.kernel_size
     scale, offset = INPUT_SCALINGS[config.input_scaling]
 
+    def conv(filters: int, padding: str, name: str) -> None:
+        if not config.batch_norm:
+            model.add(layers.Conv2D(filters, k, padding=padding, activation=act, name=name))
+            return
+        model.add(layers.Conv2D(filters, k, padding=padding, use_bias=False, name=name))
+        model.add(layers.BatchNormalization(name=f"{name}_bn"))
+        model.add(layers.Activation(act, name=f"{name}_{act}"))
+
+    def dense(units: int, activation, name: str) -> None:
+        if config.dropout:
+            model.add(layers.Dropout(config.dropout, seed=config.seed, name=f"{name}_dropout"))
+        model.add(layers.Dense(units, activation=activation, name=name))
+
     model = keras.Sequential(name="lenet5")
     model.add(keras.Input(shape=tuple(input_shape), name="pixels"))
+    for layer in augmentation_layers(config):
+        model.add(layer)
     model.add(layers.Rescaling(scale, offset, name=f"scale_{config.input_scaling}"))
-    model.add(layers.Conv2D(6, k, padding=config.c1_padding, activation=act, name="C1"))
+    conv(6, config.c1_padding, "C1")
     model.add(pool(2, name="S2"))
-    model.add(layers.Conv2D(16, k, padding="valid", activation=act, name="C3"))
+    conv(16, "valid", "C3")
     model.add(pool(2, name="S4"))
     if config.c5 == "conv":
-        model.add(layers.Conv2D(config.c5_units, k, padding="valid", activation=act, name="C5"))
+        conv(config.c5_units, "valid", "C5")
         model.add(layers.Flatten(name="flatten"))
     else:
         model.add(layers.Flatten(name="flatten"))
         model.add(layers.Dense(config.c5_units, activation=act, name="C5"))
     for i, width in enumerate(config.dense_units):
-        model.add(layers.Dense(width, activation=act, name="F6" if i == 0 else f"F6_{i + 1}"))
-    out_act = None if config.output == "logits" else config.output
-    model.add(layers.Dense(NUM_CLASSES, activation=out_act, name="output"))
+        dense(width, act, "F6" if i == 0 else f"F6_{i + 1}")
+    dense(NUM_CLASSES, None if config.output == "logits" else config.output, "output")
 
+    from_logits = config.output == "logits"
     if config.loss == "mse":
         loss = one_hot_mse()
+    elif config.label_smoothing:
+        loss = smoothed_crossentropy(config.label_smoothing, from_logits)
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=config.output == "logits")
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=make_optimizer(config, steps_per_epoch),
         loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
     )
     return model
 

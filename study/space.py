@@ -11,6 +11,11 @@ A space file has two sections:
       learning_rate: {float: [1.0e-4, 1.0e-2], sampling: log}
       momentum: {float: [0.0, 0.95], when: {optimizer: sgd}}
       kernel_size: {fixed: 5}
+    start_with:     # optional (random and bayesian tuners): configurations tried first, in order
+      - {activation: relu, learning_rate: 0.003}
+
+A `start_with` entry names values of the space's knobs (each allowed by the
+knob's spec); the knobs it leaves out take their first choice or minimum.
 
 Knobs are the fields of `LeNetConfig` plus `variant` (a documented variant
 whose recipe the trial starts from). Knobs not in the file keep their
@@ -47,8 +52,14 @@ ALLOWED_VALUES: dict[str, tuple] = {
     "loss": m.LOSSES,
     "optimizer": m.OPTIMIZERS,
     "input_scaling": tuple(m.INPUT_SCALINGS),
+    "augment": tuple(m.AUGMENTS),
+    "lr_schedule": m.LR_SCHEDULES,
+    "batch_norm": (False, True),
     "variant": tuple(VARIANTS),
 }
+# Augment levels that mirror images: a mirrored digit is another symbol, so only Fashion-MNIST takes them.
+FLIP_AUGMENTS = tuple(name for name, (_, _, _, flip) in m.AUGMENTS.items() if flip)
+FLIP_DATASETS = ("fashion_mnist",)
 KNOBS = tuple(_KNOB_KINDS) + ("variant",)
 KNOB_TYPES = ("choice", "int", "float", "fixed")
 SPEC_KEYS = set(KNOB_TYPES) | {"sampling", "step", "when"}
@@ -74,6 +85,8 @@ class StudySettings:
     hyperband_factor: int = 3
     train_samples: int | None = None  # a stratified subsample for quick studies; None = all
     test_eval: str = "best"  # evaluate on test: the best trial only, or every finished trial
+    stop_at_chance: int = 0  # stop a trial still at chance validation accuracy after this many epochs; 0 = off
+    final_epochs: int = 0  # after the search, train the best configuration this many epochs (its own run); 0 = off
     description: str = ""
 
     def override(self, **changes: Any) -> "StudySettings":
@@ -108,6 +121,13 @@ class Space:
     knobs: dict[str, dict]  # knob -> normalised spec
     settings: StudySettings
     text: str
+    start_with: tuple[dict, ...] = ()  # configurations the tuner tries first (knob -> value)
+
+    def start_values(self) -> list[dict[str, Any]]:
+        """Each start_with entry as complete keras-tuner values: the space's defaults (first choice,
+        minimum), overridden by the entry."""
+        defaults = self.hyperparameters().values
+        return [{**defaults, **{k: _hp_value(k, v) for k, v in entry.items()}} for entry in self.start_with]
 
     def hyperparameters(self):
         """A fresh keras_tuner.HyperParameters holding this space (conditions included)."""
@@ -204,6 +224,8 @@ def _hp_value_text(value):
 
 
 def _check_value(where: str, knob: str, value: Any) -> None:
+    if knob == "batch_norm" and not isinstance(value, bool):
+        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: true, false")
     if knob in ALLOWED_VALUES and value not in ALLOWED_VALUES[knob]:
         raise SpaceError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, ALLOWED_VALUES[knob]))}")
     if knob == "dense_units":
@@ -219,6 +241,9 @@ def _check_value(where: str, knob: str, value: Any) -> None:
         raise SpaceError(f"{where}: {value!r} is not an integer")
     if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         raise SpaceError(f"{where}: {value!r} is not a number")
+    if knob in m.KNOB_RANGES and not m.KNOB_RANGES[knob][0] <= value <= m.KNOB_RANGES[knob][1]:
+        low, high = m.KNOB_RANGES[knob]
+        raise SpaceError(f"{where}: {value!r} is outside the allowed range [{low}, {high}]")
 
 
 def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) -> dict:
@@ -321,6 +346,53 @@ def _check_settings(s: StudySettings, where: str) -> None:
         bad("hyperband_factor", "need an integer of at least 2")
     if s.train_samples is not None and (not isinstance(s.train_samples, int) or s.train_samples < 20):
         bad("train_samples", "need an integer of at least 20, or leave it out")
+    for key in ("stop_at_chance", "final_epochs"):
+        value = getattr(s, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            bad(key, "need an integer, 0 (off) or more")
+
+
+START_WITH_TUNERS = ("random", "bayesian")
+
+
+def _start_with(source: str, raw: Any, knobs: dict[str, dict], settings: StudySettings) -> tuple[dict, ...]:
+    """The validated start_with entries: mappings of the space's knobs to values their specs allow."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) and entry for entry in raw):
+        raise SpaceError(f"{source}: start_with: expected a list of mappings such as {{activation: relu}}")
+    if settings.tuner not in START_WITH_TUNERS:
+        raise SpaceError(f"{source}: start_with: the {settings.tuner} tuner chooses its own trials; "
+                         f"start_with works with {' and '.join(START_WITH_TUNERS)}")
+    for i, entry in enumerate(raw):
+        for knob, value in entry.items():
+            where = f"{source}: start_with[{i}].{knob}"
+            spec = knobs.get(knob)
+            if spec is None:
+                raise SpaceError(f"{where}: not a knob of this space; its knobs: {', '.join(knobs)}")
+            if spec["type"] in ("choice", "fixed"):
+                allowed = spec["values"] if spec["type"] == "choice" else [spec["value"]]
+                if str(_hp_value(knob, value)) not in {str(_hp_value(knob, a)) for a in allowed}:
+                    raise SpaceError(f"{where}: {value!r} is not among its values "
+                                     f"({', '.join(str(_hp_value_text(a)) for a in allowed)})")
+            else:
+                _check_value(where, knob, value)
+                if not spec["min"] <= value <= spec["max"]:
+                    raise SpaceError(f"{where}: {value!r} is outside its range [{spec['min']}, {spec['max']}]")
+    return tuple(dict(entry) for entry in raw)
+
+
+def check_space_for_dataset(space: "Space", settings: StudySettings, where: str | None = None) -> None:
+    """Knob values that make no sense on the study's dataset: a mirroring augment on digits."""
+    spec = space.knobs.get("augment")
+    if spec is None or settings.dataset in FLIP_DATASETS:
+        return
+    values = spec["values"] if spec["type"] == "choice" else [spec["value"]]
+    flips = [v for v in values if v in FLIP_AUGMENTS]
+    if flips:
+        raise SpaceError(f"{where or space.path}: space.augment: {flips[0]!r} mirrors images, which turns digits "
+                         f"into other symbols; it is allowed on {', '.join(FLIP_DATASETS)} only, not on "
+                         f"{settings.dataset}")
 
 
 def load_space(path: str | Path) -> Space:
@@ -338,9 +410,9 @@ def load_space(path: str | Path) -> Space:
         raise SpaceError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(doc, dict):
         raise SpaceError(f"{path}: expected a mapping with 'study' and 'space' sections")
-    extra = set(doc) - {"study", "space"}
+    extra = set(doc) - {"study", "space", "start_with"}
     if extra:
-        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; allowed: study, space")
+        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; allowed: study, space, start_with")
 
     study = doc.get("study") or {}
     if not isinstance(study, dict):
@@ -360,14 +432,18 @@ def load_space(path: str | Path) -> Space:
         knobs[str(knob)] = _normalise_knob(str(path), str(knob), raw, knobs)
     if settings.tuner == "grid" and any(_spec_size(s) is None for s in knobs.values()):
         raise SpaceError(f"{path}: study.tuner: grid needs every knob discrete (choice, fixed, int, or float with step)")
-    return Space(
+    start_with = _start_with(str(path), doc.get("start_with"), knobs, settings)
+    space = Space(
         path=path,
         name=path.stem,
         digest=hashlib.sha256(data).hexdigest(),
         knobs=knobs,
         settings=settings,
         text=data.decode("utf-8", errors="replace"),
+        start_with=start_with,
     )
+    check_space_for_dataset(space, settings)
+    return space
 
 
 def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> m.LeNetConfig:
@@ -391,7 +467,11 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
     for key, value in values.items():
         if key not in _KNOB_KINDS:
             continue
-        changes[key] = m.parse_widths(value) if key == "dense_units" else value
+        if key == "dense_units":
+            value = m.parse_widths(value)
+        elif _KNOB_KINDS[key] is bool:  # keras-tuner holds a Choice of [false, true] as 0 and 1
+            value = bool(value)
+        changes[key] = value
     if "optimizer" in changes and changes["optimizer"] != "sgd" and "momentum" not in changes:
         changes["momentum"] = 0.0
     return base.replace(**changes)

@@ -65,6 +65,9 @@ def test_build_model_with_empty_hyperparameters_is_tf2_classic():
         "c5_units": "120", "dense_units": "84", "output": "softmax", "loss": "crossentropy",
         "optimizer": "adam", "learning_rate": "0.001", "momentum": "0.0", "input_scaling": "unit",
         "batch_size": "32", "epochs": "10", "patience": "0", "seed": "0",
+        # the modern knobs, off by default
+        "augment": "none", "batch_norm": "False", "dropout": "0.0", "lr_schedule": "constant", "warmup": "0.1",
+        "weight_decay": "0.0", "label_smoothing": "0.0",
     }
 
 
@@ -179,3 +182,101 @@ def test_a_variant_with_changed_knobs_is_no_longer_the_variant():
     recipe = VARIANTS["d2l-sigmoid"].config
     assert is_recipe(recipe.replace(epochs=3, seed=1), "d2l-sigmoid")
     assert not is_recipe(recipe.replace(input_scaling="unit"), "d2l-sigmoid")
+
+
+# --------------------------------------------------------------------------- the modern knobs
+
+
+def test_modern_knobs_round_trip_through_params_and_keep_every_variant_exact():
+    config = LeNetConfig(activation="relu", pooling="max", augment="shift-rotate", batch_norm=True, dropout=0.25,
+                         lr_schedule="cosine", warmup=0.05, weight_decay=1e-4, label_smoothing=0.1)
+    assert LeNetConfig.from_params(config.to_params()) == config
+    for v in VARIANTS.values():  # off by default: the documented recipes are untouched
+        assert (v.config.augment, v.config.batch_norm, v.config.dropout, v.config.lr_schedule) == ("none", False, 0.0, "constant")
+        assert build_lenet(v.config).count_params() == v.params
+
+
+def test_batch_norm_sits_between_each_convolution_and_its_activation():
+    model = build_lenet(LeNetConfig(activation="relu", batch_norm=True))
+    names = [layer.name for layer in model.layers]
+    for conv in ("C1", "C3", "C5"):
+        i = names.index(conv)
+        assert names[i + 1:i + 3] == [f"{conv}_bn", f"{conv}_relu"]
+        assert model.get_layer(conv).use_bias is False and model.get_layer(conv).activation.__name__ == "linear"
+    assert model.count_params() == count_params(LeNetConfig(activation="relu", batch_norm=True)) == 61706 - 142 + 4 * 142
+
+
+def test_augmentation_and_dropout_act_in_training_only():
+    config = LeNetConfig(activation="relu", augment="shift-rotate-zoom", dropout=0.5, seed=3)
+    model = build_lenet(config)
+    names = [layer.name for layer in model.layers]
+    assert names[:3] == ["aug_translate", "aug_rotate", "aug_zoom"] and "F6_dropout" in names and "output_dropout" in names
+    x = np.random.default_rng(0).integers(0, 255, (4, 28, 28, 1)).astype("float32")
+    inference = [model(x, training=False).numpy() for _ in range(2)]
+    np.testing.assert_allclose(inference[0], inference[1])  # deterministic outside training
+    assert not np.allclose(model(x, training=True).numpy(), inference[0])  # augmented and dropped in training
+    assert model.count_params() == 61706  # augmentation and dropout hold no parameters
+
+
+def test_learning_rate_schedules_follow_the_steps_of_the_fit():
+    from study.model import make_optimizer
+
+    base = LeNetConfig(learning_rate=0.01, epochs=10)
+    lr = keras.optimizers.schedules.LearningRateSchedule
+    schedule = make_optimizer(base.replace(lr_schedule="cosine"), steps_per_epoch=10)._learning_rate
+    assert isinstance(schedule, lr)
+    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert values[0] == 0.0 and values[1] == pytest.approx(0.005) and values[2] == pytest.approx(0.01)
+    assert values[3] == pytest.approx(0.005, rel=0.02) and values[4] == pytest.approx(0.0, abs=1e-6)
+    onecycle = make_optimizer(base.replace(lr_schedule="onecycle"), steps_per_epoch=10)._learning_rate
+    assert float(onecycle(0)) == pytest.approx(0.01 / 25) and float(onecycle(30)) == pytest.approx(0.01)
+    assert float(onecycle(100)) == pytest.approx(0.01 / 25_000, rel=0.01)
+    assert float(make_optimizer(base.replace(lr_schedule="plateau")).learning_rate) == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="needs the number of batches per epoch"):
+        make_optimizer(base.replace(lr_schedule="cosine"))
+
+
+def test_weight_decay_and_label_smoothing_reach_the_optimizer_and_the_loss():
+    model = build_lenet(LeNetConfig(weight_decay=1e-3, label_smoothing=0.1))
+    assert isinstance(model.optimizer, keras.optimizers.AdamW) and model.optimizer.weight_decay == pytest.approx(1e-3)
+    sgd = build_lenet(LeNetConfig(optimizer="sgd", weight_decay=1e-3)).optimizer
+    assert sgd.weight_decay == pytest.approx(1e-3)
+    loss = model.loss
+    y = np.array([3, 1])
+    confident = np.eye(10)[[3, 1]] * 0.999 + 0.0001
+    smoothed = float(loss(y, confident))
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(y, confident))
+    assert smoothed > plain + 0.1  # smoothing penalises a near-one-hot output
+    from study.model import register_custom_objects
+
+    register_custom_objects()
+    assert type(keras.losses.deserialize(keras.losses.serialize(loss))).__name__ == "SmoothedSparseCrossentropy"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"augment": "mirror"}, "augment: 'mirror' is not one of none, shift"),
+    ({"lr_schedule": "step"}, "lr_schedule: 'step' is not one of constant, cosine"),
+    ({"dropout": 0.95}, "dropout: 0.95 must be a number in [0.0, 0.9]"),
+    ({"weight_decay": -1.0}, "weight_decay: -1.0 must be a number in [0.0, 0.1]"),
+    ({"label_smoothing": 0.1, "loss": "mse"}, "label_smoothing: only the crossentropy loss"),
+    ({"batch_norm": "yes"}, "batch_norm: 'yes' must be true or false"),
+])
+def test_modern_knobs_refuse_bad_values_in_one_line(change, message):
+    with pytest.raises(ConfigError) as err:
+        LeNetConfig(**change)
+    assert message in str(err.value)
+
+
+def test_steps_per_execution_trains_every_batch_including_the_last_partial_one():
+    from study.tuner import STEPS_PER_EXECUTION, build_trial_model, fit_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (100, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 100)
+    config = LeNetConfig(activation="relu", batch_size=32, epochs=2, lr_schedule="cosine")
+    model = build_trial_model(config, (28, 28, 1), n_train=len(y))
+    assert model.steps_per_execution == STEPS_PER_EXECUTION > 1
+    history = fit_model(model, config, x, y, validation_data=(x[:40], y[:40]))
+    assert int(model.optimizer.iterations.numpy()) == 2 * 4  # ceil(100 / 32) batches per epoch, 3 full + 1 of 4
+    assert len(history.history["val_accuracy"]) == 2
+    # The cosine schedule was sized for those 8 steps: it has decayed to 0 at the end.
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-6)

@@ -89,7 +89,55 @@ BAD_SPACES = [
     ("space: [1, 2]\n", ["space:", "mapping of knobs"]),
     ("space:\n  activation: {choice: [relu]\n", ["not valid YAML", "line"]),
     ("spaces:\n  activation: {choice: [relu]}\n", ["unknown section 'spaces'"]),
+    # the modern knobs
+    ("space:\n  augment: {choice: [none, mirror]}\n", ["space.augment.choice", "'mirror'", "shift-rotate"]),
+    ("space:\n  augment: {choice: [none, flip-shift]}\n", ["space.augment", "'flip-shift' mirrors", "fashion_mnist"]),
+    ("space:\n  lr_schedule: {fixed: step}\n", ["space.lr_schedule.fixed", "'step'", "onecycle, plateau"]),
+    ("space:\n  batch_norm: {choice: [true, maybe]}\n", ["space.batch_norm.choice", "'maybe'", "true, false"]),
+    ("space:\n  dropout: {float: [0.0, 0.95]}\n", ["space.dropout.float", "0.95", "[0.0, 0.9]"]),
+    ("space:\n  weight_decay: {choice: [0.0, 1.5]}\n", ["space.weight_decay.choice", "1.5", "[0.0, 0.1]"]),
+    ("space:\n  label_smoothing: {fixed: -0.1}\n", ["space.label_smoothing.fixed", "-0.1"]),
+    ("study:\n  stop_at_chance: -1\nspace:\n  activation: {choice: [relu]}\n", ["study.stop_at_chance", "0 (off)"]),
+    ("study:\n  final_epochs: two\nspace:\n  activation: {choice: [relu]}\n", ["study.final_epochs", "integer"]),
 ]
+
+
+def test_a_mirroring_augment_is_for_fashion_mnist_only(tmp_path, capsys):
+    from study.cli import main as cli_main
+    from study.search import load_space_with_overrides
+
+    path = tmp_path / "fashion.yaml"
+    path.write_text("study:\n  dataset: fashion_mnist\nspace:\n  augment: {choice: [none, flip-shift]}\n")
+    space = load_space(path)
+    assert space.knobs["augment"]["values"] == ["none", "flip-shift"]
+    assert resolve_config({"augment": "flip-shift"}, space.settings).augment == "flip-shift"
+    # The same file pointed at digits by a flag: refused before anything starts, in one line.
+    assert cli_main(["search", str(path), "--dataset", "mnist-5k", "--log-dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("mirrors images, which turns digits into other symbols; it is allowed on fashion_mnist "
+                        "only, not on mnist-5k") and "\n" not in err and "with --dataset mnist-5k" in err
+    with pytest.raises(SpaceError):
+        load_space_with_overrides(str(path), dataset="mnist")
+
+
+def test_modern_knobs_and_settings_in_a_space_file(tmp_path):
+    path = tmp_path / "modern.yaml"
+    path.write_text("study:\n  stop_at_chance: 2\n  final_epochs: 12\nspace:\n"
+                    "  augment: {choice: [none, shift-rotate]}\n  batch_norm: {choice: [false, true]}\n"
+                    "  dropout: {float: [0.0, 0.5]}\n  lr_schedule: {choice: [constant, cosine, onecycle, plateau]}\n"
+                    "  weight_decay: {choice: [0.0, 0.0001]}\n  label_smoothing: {fixed: 0.1}\n")
+    space = load_space(path)
+    assert (space.settings.stop_at_chance, space.settings.final_epochs) == (2, 12)
+    from study.space import StudySettings
+
+    back = StudySettings.from_params(space.settings.to_params())  # as a worker reads the chief's settings
+    assert (back.stop_at_chance, back.final_epochs) == (2, 12)
+    hp = space.hyperparameters()
+    config = resolve_config({k: v for k, v in hp.values.items() if hp.is_active(k)}, space.settings)
+    assert (config.augment, config.batch_norm, config.lr_schedule, config.label_smoothing) == ("none", False, "constant", 0.1)
+    hp.values.update(batch_norm=1, augment="shift-rotate")
+    config = resolve_config({k: v for k, v in hp.values.items() if hp.is_active(k)}, space.settings)
+    assert config.batch_norm is True and config.augment == "shift-rotate"
 
 
 @pytest.mark.parametrize("text, words", BAD_SPACES, ids=[w[0] for _, w in BAD_SPACES])
