@@ -60,8 +60,7 @@ def _bare_study(configs, settings, tmp: Path) -> None:
     import keras
 
     from .data import prepare_data
-    from .model import build_lenet
-    from .tuner import fit_model, gc_frozen
+    from .tuner import build_trial_model, fit_model, gc_frozen
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, None)
     best, best_acc = None, -1.0
@@ -69,7 +68,7 @@ def _bare_study(configs, settings, tmp: Path) -> None:
         for config in configs:
             keras.backend.clear_session()
             keras.utils.set_random_seed(config.seed)
-            model = build_lenet(config)
+            model = build_trial_model(config, ds.input_shape, len(y_tr))  # the same model a trial trains
             history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
             acc = max(history.history["val_accuracy"])
             if acc > best_acc:

@@ -27,6 +27,10 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
   tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON
   name    "trial <id>: <its knobs>" (the progress line's label)
+
+Final run (tag ROLE = ROLE_FINAL, TRIAL_ID = FINAL_TRIAL_ID, with final_epochs): the best trial's
+configuration trained final_epochs epochs (patience off) after the search: the child run's params,
+metrics and tags, plus TEST_ACCURACY; then the parent's TEST_ACCURACY, best model and champion are its.
   metrics per-epoch histories (step = epoch, from 0) of HISTORY_METRICS; BEST_VAL_ACCURACY,
           best_val_loss, best_epoch, epochs_run, param_count, wall_time_s; with several
           executions *_mean and *_std of the best metrics; TEST_ACCURACY / TEST_LOSS when the
@@ -65,15 +69,21 @@ EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
+# The study's chosen configuration trained longer after the search (StudySettings.final_epochs).
+ROLE_FINAL = "final"
+FINAL_TRIAL_ID = "final"
+FINAL_RUN_ID = "lenet.final_run_id"  # on the parent run and the registered version
 
 # --------------------------------------------------------------------------- status values
 # TRIAL_STATUS of a child run; KILLED when its process was interrupted or died.
 COMPLETED, FAILED, KILLED = "COMPLETED", "FAILED", "KILLED"
 TRIAL_STATUSES = (COMPLETED, FAILED, KILLED)
 # STOP_REASON of a child run.
-STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR = (
-    "early_stopping", "max_epochs", "nan", "invalid", "error")
-STOP_REASONS = (STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR)
+STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE = (
+    "early_stopping", "max_epochs", "nan", "invalid", "error", "at_chance")
+STOP_REASONS = (STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE)
+# A trial stopped by the study's stop_at_chance: validation accuracy still below this after N epochs.
+CHANCE_ACCURACY = 0.2
 # MLflow run statuses the study sets.
 RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 

@@ -190,10 +190,10 @@ def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None):
 
     settings = request.settings
     return make_tuner(
-        settings.tuner, hypermodel=LeNetHyperModel(settings, opened.ds.input_shape),
+        settings.tuner, hypermodel=LeNetHyperModel(settings, opened.ds.input_shape, len(opened.train[1])),
         hyperparameters=request.space.hyperparameters(), settings=settings, tracker=opened.tracker,
         progress=progress, directory=str(opened.log_dir / TUNER_DIRNAME), project_name=opened.study,
-        overwrite=False,
+        overwrite=False, start=request.space.start_values(),
     )
 
 
@@ -297,6 +297,7 @@ def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySetting
             runs.setdefault(run.data.tags.get(schema.TRIAL_ID), run)
     chosen = trials if settings.test_eval == "all" else trials[:1]
     best_model = best_run = None
+    best_test = (math.nan, math.nan)
     for rank, trial in enumerate(chosen):
         run = runs.get(trial.trial_id)
         model = tuner.load_model(trial)  # its optimizer-slot warning is filtered in study.tuner
@@ -304,19 +305,61 @@ def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySetting
         if run is not None and schema.TEST_ACCURACY not in run.data.metrics:
             tracker.log_trial_metrics(run.info.run_id, {schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
         if rank == 0:
-            best_model = model
+            best_model, best_run, best_test = model, run, (float(test_acc), float(test_loss))
             result.test_accuracy = float(test_acc)
-            tracker.log_parent_metrics({schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
-            best_run = run
             if run is not None:
                 tracker.set_parent_tags({schema.BEST_TRIAL_RUN_ID: run.info.run_id})
     echo(
         f"best trial {result.best_trial_id}: val_accuracy {result.best_val_accuracy:.4f}, "
         f"test_accuracy {result.test_accuracy:.4f} ({len(chosen)} model(s) evaluated on the test set once)"
     )
+    final_run = None
+    if settings.final_epochs and best_run is not None:
+        # Declared before the search (the study's final_epochs): the chosen configuration trained
+        # longer is the study's model, whatever the test says.
+        best_model, final_run, best_test = _train_final(best_run, opened, settings, echo)
+        result.test_accuracy = best_test[0]
+    tracker.log_parent_metrics({schema.TEST_ACCURACY: best_test[0], schema.TEST_LOSS: best_test[1]})
     if best_model is not None and math.isfinite(result.test_accuracy):
         model_uri = _log_best_model(tracker, best_model, ds.x_test[:2])
-        _register_champion(tracker, model_uri, result, best_run, ds.provenance, echo)
+        _register_champion(tracker, model_uri, result, best_run, ds.provenance, echo, final_run)
+
+
+def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
+    """The best trial's configuration trained settings.final_epochs epochs on the same split (no early
+    stopping: a schedule runs to its end), recorded as its own run (ROLE_FINAL); returns (model, run
+    id, (test accuracy, test loss))."""
+    import keras
+
+    from .model import LeNetConfig, count_params
+    from .tracking import summarise
+    from .tuner import TensorBoard, build_trial_model, fit_model, knob_text
+
+    tracker, ds = opened.tracker, opened.ds
+    (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
+    config = LeNetConfig.from_params(best_run.data.params).replace(epochs=settings.final_epochs, patience=0)
+    trial_id = best_run.data.tags.get(schema.TRIAL_ID, "?")
+    label = f"trial {trial_id}'s configuration, {config.epochs} epochs: {knob_text(config)}"
+    echo(f"final: training {label}")
+    run_id = tracker.start_trial(schema.FINAL_TRIAL_ID, config.to_params(), label=label, role=schema.ROLE_FINAL)
+    started = time.monotonic()
+    try:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(config.seed)
+        model = build_trial_model(config, ds.input_shape, len(y_tr))
+        board = TensorBoard(log_dir=str(opened.log_dir / opened.study / schema.FINAL_TRIAL_ID), write_graph=False)
+        history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val), callbacks=[board])
+        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
+    except BaseException:
+        tracker.kill_trial(run_id)
+        raise
+    summary = summarise([history], config.epochs)
+    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": time.monotonic() - started,
+                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
+    tracker.set_parent_tags({schema.FINAL_RUN_ID: run_id})
+    echo(f"final: val_accuracy {summary.best_val_accuracy:.4f} (best epoch {summary.best_epoch + 1}), "
+         f"test_accuracy {test_acc:.4f}, {time.monotonic() - started:.0f} s (run {run_id})")
+    return model, run_id, (float(test_acc), float(test_loss))
 
 
 def _log_best_model(tracker, model, example) -> str:
@@ -329,7 +372,8 @@ def _log_best_model(tracker, model, example) -> str:
     return tracker.log_best_model(model, example, [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
 
 
-def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, provenance, echo) -> None:
+def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, provenance, echo,
+                       final_run: str | None = None) -> None:
     """The best model as a new version of the study's registered model, with the champion alias.
     The model is already on the parent run: a registry that refuses only costs the alias (one line)."""
     tags = {
@@ -339,6 +383,8 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
     }
     if best_run is not None:
         tags[schema.BEST_TRIAL_RUN_ID] = best_run.info.run_id
+    if final_run is not None:
+        tags[schema.FINAL_RUN_ID] = final_run
     name = schema.registered_model_name(tracker.study)
     try:
         version = tracker.register_champion(model_uri, tags)
@@ -350,7 +396,9 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:
-    from .space import load_space
+    from .space import check_space_for_dataset, load_space
 
     space = load_space(path)
-    return space, space.settings.override(**overrides)
+    settings = space.settings.override(**overrides)
+    check_space_for_dataset(space, settings, f"{path} with --dataset {settings.dataset}")
+    return space, settings

@@ -299,6 +299,8 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         last_epoch = (epochs[-1] + 1) if epochs else 0
         if nan:
             reason = schema.STOP_NAN
+        elif max_epochs and last_epoch < max_epochs and vacc and vacc[-1] < schema.CHANCE_ACCURACY:
+            reason = schema.STOP_CHANCE
         elif max_epochs and last_epoch < max_epochs:
             reason = schema.STOP_EARLY
         else:
@@ -321,8 +323,8 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         s.best_epoch = per_exec[0]["best_epoch"]
         s.epochs_run = int(max(e["epochs_run"] for e in per_exec))
         reasons = {e["stop_reason"] for e in per_exec}
-        s.stop_reason = next(r for r in (schema.STOP_NAN, schema.STOP_EARLY, schema.STOP_MAX_EPOCHS)
-                             if r in reasons or r == schema.STOP_MAX_EPOCHS)
+        s.stop_reason = next(r for r in (schema.STOP_NAN, schema.STOP_CHANCE, schema.STOP_EARLY,
+                                         schema.STOP_MAX_EPOCHS) if r in reasons or r == schema.STOP_MAX_EPOCHS)
     return s
 
 
@@ -437,13 +439,14 @@ class StudyTracker:
 
     # children -------------------------------------------------------------
     def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None,
-                    label: str | None = None) -> str:
-        """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line)."""
+                    label: str | None = None, role: str = schema.ROLE_TRIAL) -> str:
+        """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line);
+        role ROLE_FINAL for the final run."""
         from mlflow.entities import Param
 
         tags = {
             schema.PARENT_RUN_ID: self.parent_run_id,
-            schema.ROLE: schema.ROLE_TRIAL,
+            schema.ROLE: role,
             schema.STUDY: self.study,
             schema.SEARCH_ID: self.search_id,
             schema.TRIAL_ID: trial_id,

@@ -8,7 +8,7 @@ and the test accuracy; it records nothing in MLflow.
 from __future__ import annotations
 
 from . import schema
-from .model import LeNetConfig, build_lenet
+from .model import LeNetConfig
 from .space import StudySettings
 
 
@@ -44,7 +44,7 @@ def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=Non
     import keras
 
     from .data import prepare_data
-    from .tuner import fit_model, knob_text
+    from .tuner import build_trial_model, fit_model, knob_text
 
     config, default_dataset = config_for(variant, run_id)
     if epochs:
@@ -53,7 +53,7 @@ def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=Non
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, data_dir)
     echo(f"training {knob_text(config)} for up to {config.epochs} epochs on {ds.provenance.resolved}")
     keras.utils.set_random_seed(config.seed)
-    model = build_lenet(config)
+    model = build_trial_model(config, ds.input_shape, len(y_tr))
     history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
     for epoch, (acc, vacc) in enumerate(zip(history.history["accuracy"], history.history["val_accuracy"])):
         echo(f"epoch {epoch + 1}: accuracy {acc:.4f}  val_accuracy {vacc:.4f}")

@@ -308,3 +308,76 @@ def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restore
     with pytest.raises(RuntimeError), tuner.gc_frozen():
         raise RuntimeError("a failing study")
     assert gc.get_freeze_count() == before
+
+
+MODERN = """
+study:
+  dataset: mnist-5k
+  train_samples: 400
+  tuner: random
+  max_trials: 3
+  epochs: 2
+  patience: 0
+  stop_at_chance: 1
+  final_epochs: 2
+  val_fraction: 0.25
+space:
+  activation: {choice: [relu, sigmoid]}
+  optimizer: {choice: [adam, sgd]}
+  learning_rate: {choice: [0.001, 1.0e-6]}
+  augment: {choice: [none, shift]}
+  batch_norm: {choice: [false, true]}
+  lr_schedule: {choice: [constant, cosine]}
+start_with:
+  - {activation: sigmoid, optimizer: sgd, learning_rate: 1.0e-6}
+  - {activation: relu, learning_rate: 0.001, augment: shift, batch_norm: true, lr_schedule: cosine}
+"""
+
+
+def test_start_with_a_chance_stop_and_a_final_run(tmp_path, run_study, runs_by_role):
+    space_file = tmp_path / "modern.yaml"
+    space_file.write_text(MODERN)
+    result, lines = run_study(tmp_path, space_path=space_file)
+    client, children = runs_by_role(tmp_path, "modern", schema.ROLE_TRIAL)
+    by_id = {c.data.tags[schema.TRIAL_ID]: c for c in children}
+    assert sorted(by_id) == ["0", "1", "2"]
+    # The start_with configurations first, in order; knobs an entry leaves out take their first choice.
+    first, second = by_id["0"].data.params, by_id["1"].data.params
+    assert (first["activation"], first["optimizer"], first["learning_rate"], first["augment"]) == ("sigmoid", "sgd", "1e-06", "none")
+    assert (second["activation"], second["optimizer"], second["augment"], second["batch_norm"], second["lr_schedule"]) == (
+        "relu", "adam", "shift", "True", "cosine")
+    # A network still at chance after stop_at_chance epochs stops, with its own reason; it is a result, not a failure.
+    stuck = by_id["0"]
+    assert stuck.data.tags[schema.STOP_REASON] == "at_chance" and stuck.data.metrics["epochs_run"] == 1
+    assert stuck.data.tags[schema.TRIAL_STATUS] == "COMPLETED"
+    # The best trial's configuration trained final_epochs epochs, as its own run; it is the study's model.
+    _, (parent,) = runs_by_role(tmp_path, "modern", schema.ROLE_STUDY)
+    finals = client.search_runs([parent.info.experiment_id], f"tags.`{schema.ROLE}` = 'final'")
+    assert len(finals) == 1
+    final = finals[0]
+    best = by_id[parent.data.tags[schema.BEST_TRIAL_ID]]
+    assert final.data.tags["mlflow.parentRunId"] == parent.info.run_id and final.info.status == "FINISHED"
+    assert final.info.run_name.startswith(f"trial final: trial {best.data.tags[schema.TRIAL_ID]}'s configuration, 2 epochs")
+    assert LeNetConfig.from_params(final.data.params) == LeNetConfig.from_params(best.data.params).replace(epochs=2, patience=0)
+    assert parent.data.tags[schema.FINAL_RUN_ID] == final.info.run_id
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(final.data.metrics["test_accuracy"])
+    assert result.test_accuracy == pytest.approx(final.data.metrics["test_accuracy"])
+    champion = client.get_model_version_by_alias("lenet-modern", "champion")
+    assert champion.tags[schema.FINAL_RUN_ID] == final.info.run_id
+    assert any(line.startswith("final: val_accuracy") for line in lines)
+    # Reports read trials only: the final run is not a point of the search.
+    from study import report
+
+    runs = report.load_study("modern", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert sorted(runs.trials["trial_id"]) == ["0", "1", "2"]
+
+
+def test_start_with_names_the_entry_and_the_knob_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MODERN.replace("augment: shift, batch_norm", "augment: rotate, batch_norm"))
+    with pytest.raises(Exception) as err:
+        load_space(bad)
+    assert str(err.value) == f"{bad}: start_with[1].augment: 'rotate' is not among its values (none, shift)"
+    bad.write_text(MODERN.replace("tuner: random", "tuner: hyperband"))
+    with pytest.raises(Exception, match="start_with: the hyperband tuner chooses its own trials"):
+        load_space(bad)

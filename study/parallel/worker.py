@@ -157,7 +157,7 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     echo(f"{tuner_id}: study {joined.study!r} (parent run {tracker.parent_run_id}), oracle {hostport(host, port)}, "
          f"{request.threads or 'default'} TensorFlow thread(s), MLflow {joined.uri}")
     tuner = make_tuner(
-        settings.tuner, hypermodel=LeNetHyperModel(settings, ds.input_shape),
+        settings.tuner, hypermodel=LeNetHyperModel(settings, ds.input_shape, len(y_tr)),
         hyperparameters=joined.space.hyperparameters(), settings=settings, tracker=tracker,
         progress=Progress(None, echo=echo), directory=str(log_dir / TUNER_DIRNAME), project_name=joined.study,
         overwrite=False,  # never: the folder may be the chief's

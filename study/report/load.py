@@ -170,7 +170,8 @@ def load_study(study: str, tracking_uri: str | None = None) -> StudyRuns:
     role = _col(df, f"tags.{schema.ROLE}")
     parents = df[role == schema.ROLE_STUDY].sort_values("start_time", kind="stable").reset_index(drop=True)
     parent_of = _col(df, _PARENT_COL)
-    children = df[parent_of.isin(set(parents["run_id"])) & (role != schema.ROLE_STUDY)]
+    # Trials only: a final run (the chosen configuration trained longer) is not a point of the search.
+    children = df[parent_of.isin(set(parents["run_id"])) & ~role.isin([schema.ROLE_STUDY, schema.ROLE_FINAL])]
     if children.empty:
         raise ReportError(f"study {study!r} has no trials yet (no child runs under its {len(parents)} parent run(s))")
     # The latest search: the SEARCH_ID of the latest parent with children ("" when untagged).
