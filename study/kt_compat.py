@@ -55,6 +55,20 @@ def checkpoint_path(tuner, trial_id: str) -> str:
     return tuner._get_checkpoint_fname(trial_id)
 
 
+def hyperband_trial_epochs(oracle) -> list[int] | None:
+    """The epochs each trial of a Hyperband schedule trains, in the order the oracle runs them (its
+    most aggressive bracket first; a continued trial trains from its predecessor's last epoch), or
+    None for another oracle."""
+    if not hasattr(oracle, "_get_num_brackets"):
+        return None
+    out: list[int] = []
+    for bracket in reversed(range(oracle._get_num_brackets())):
+        for round_num in range(oracle._get_num_rounds(bracket)):
+            start = oracle._get_epochs(bracket, round_num - 1) if round_num else 0
+            out += [oracle._get_epochs(bracket, round_num) - start] * oracle._get_size(bracket, round_num)
+    return out * oracle.hyperband_iterations
+
+
 def hyperband_schedule_size(oracle) -> int | None:
     """How many trials one Hyperband iteration runs (every bracket, every round), or None for
     another oracle."""

@@ -211,10 +211,12 @@ def search_callbacks(log_dir: str | Path, study: str) -> list:
 
 def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
     """Set the progress line's totals and say what a resumed study keeps."""
-    from .tuner import expected_trials, trial_counts
+    from .tuner import expected_trials, planned_trial_epochs, trial_counts
 
     done_before = trial_counts(tuner.oracle).finished
     progress.total = expected_trials(tuner, request.settings, request.space.size())
+    progress.trial_epochs = planned_trial_epochs(tuner, request.settings, progress.total)
+    progress.final_epochs = request.settings.final_epochs
     progress.done = done_before
     if done_before:
         echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")

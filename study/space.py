@@ -178,7 +178,11 @@ class Space:
             f"patience={s.patience} executions_per_trial={s.executions_per_trial} seed={s.seed} "
             f"val_fraction={s.val_fraction} test_eval={s.test_eval}"
             + (f" train_samples={s.train_samples}" if s.train_samples else "")
+            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
+            + (f" final_epochs={s.final_epochs}" if s.final_epochs else "")
         )
+        for i, entry in enumerate(self.start_with):
+            lines.append(f"  start_with[{i}]: " + " ".join(f"{k}={_hp_value_text(v)}" for k, v in entry.items()))
         return "\n".join(lines)
 
 

@@ -181,15 +181,25 @@ def knob_text(config: LeNetConfig) -> str:
 
 
 class Progress:
-    """One line per finished trial: n of N, knobs, val accuracy, epochs, time, best, elapsed/remaining."""
+    """One line per finished trial: n of N, knobs, val accuracy, epochs, time, best, elapsed/remaining.
+
+    The time left is counted in epochs: the epochs the plan still holds (`trial_epochs`, one entry per
+    trial in the order the tuner runs them, plus `final_epochs`) times the seconds per epoch this
+    process has measured so far, trial set-up included. Trials that stop early make it an upper bound."""
 
     def __init__(self, total: int | None, done_before: int = 0, echo=print):
         self.total = total
         self.done = done_before
         self.started = time.monotonic()
         self.finished_here = 0
+        self.epochs_here = 0
+        self.trial_epochs: list[int] = []
+        self.final_epochs = 0
         self.best: tuple[float, str] | None = None
         self.echo = echo
+
+    def epochs_left(self) -> int:
+        return sum(self.trial_epochs[self.done:self.total]) + self.final_epochs
 
     def trial_done(self, trial_id: str, label: str, status: str, val_acc: float, epochs: int,
                    seconds: float, note: str = "") -> None:
@@ -201,10 +211,11 @@ class Progress:
         n_of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
         result = f"val_acc {val_acc:.4f}" if status == schema.COMPLETED else f"FAILED ({note})"
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
+        self.epochs_here += max(0, epochs)
         remaining = ""
-        if self.total and self.total > self.done:
-            per = elapsed / self.finished_here
-            remaining = f", ~{_clock(per * (self.total - self.done))} left"
+        left = self.epochs_left()
+        if left and self.epochs_here:
+            remaining = f", ~{_clock(elapsed / self.epochs_here * left)} left ({left} epochs)"
         self.echo(
             f"[{n_of}] trial {trial_id} {label} | {result} | {epochs} ep | {seconds:.1f} s | "
             f"{best} | elapsed {_clock(elapsed)}{remaining}"
@@ -394,6 +405,14 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
         return t
     oracle = ResumableGridOracle(max_trials=settings.max_trials, **common)
     return TrackedGridSearch(oracle=oracle, **tkw)
+
+
+def planned_trial_epochs(tuner, settings: StudySettings, total: int | None) -> list[int]:
+    """The epochs each planned trial trains, in order: Hyperband's schedule, else the study's epochs."""
+    schedule = kt_compat.hyperband_trial_epochs(tuner.oracle) if settings.tuner == "hyperband" else None
+    if schedule is not None:
+        return schedule[:total] if total else schedule
+    return [settings.epochs] * (total or 0)
 
 
 def expected_trials(tuner, settings: StudySettings, space_size: int | None) -> int | None:

@@ -381,3 +381,26 @@ def test_start_with_names_the_entry_and_the_knob_in_one_line(tmp_path):
     bad.write_text(MODERN.replace("tuner: random", "tuner: hyperband"))
     with pytest.raises(Exception, match="start_with: the hyperband tuner chooses its own trials"):
         load_space(bad)
+
+
+def test_time_left_is_counted_in_the_epochs_the_plan_still_holds(monkeypatch):
+    import keras_tuner as kt
+
+    from study import kt_compat, tuner
+
+    clock = [100.0]
+    monkeypatch.setattr(tuner.time, "monotonic", lambda: clock[0])
+    lines = []
+    progress = tuner.Progress(4, echo=lines.append)
+    progress.trial_epochs, progress.final_epochs = [1, 1, 3, 9], 5
+    clock[0] += 10  # a 1-epoch trial took 10 s: 10 s per epoch
+    progress.trial_done("0", "relu", schema.COMPLETED, 0.9, 1, 10.0)
+    assert lines[-1].endswith("elapsed 0:10, ~3:00 left (18 epochs)")  # (1 + 3 + 9 + 5) x 10 s
+    clock[0] += 20
+    progress.trial_done("1", "tanh", schema.COMPLETED, 0.8, 1, 20.0)  # 30 s for 2 epochs
+    assert lines[-1].endswith("~4:15 left (17 epochs)")
+    # Hyperband's plan: its most aggressive bracket first, every trial's own epochs.
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=9, factor=3)
+    plan = kt_compat.hyperband_trial_epochs(oracle)
+    assert len(plan) == kt_compat.hyperband_schedule_size(oracle) == 23
+    assert plan[:9] == [1] * 9 and plan[9:12] == [2] * 3 and plan[12] == 6 and plan[-3:] == [9] * 3
