@@ -177,6 +177,18 @@ def knob_text(config: LeNetConfig) -> str:
     for name, usual in (("input_scaling", "unit"), ("output", "softmax"), ("loss", "crossentropy")):
         if getattr(config, name) != usual:
             parts.append(f"{name}={getattr(config, name)}")
+    if config.augment != "none":
+        parts.append(f"aug={config.augment}")
+    if config.batch_norm:
+        parts.append("bn")
+    if config.dropout:
+        parts.append(f"drop={config.dropout:.2g}")
+    if config.lr_schedule != "constant":
+        parts.append(config.lr_schedule)
+    if config.weight_decay:
+        parts.append(f"wd={config.weight_decay:.2g}")
+    if config.label_smoothing:
+        parts.append(f"ls={config.label_smoothing:.2g}")
     return " ".join(parts)
 
 
