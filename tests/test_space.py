@@ -45,7 +45,13 @@ def test_lenet_space_covers_the_issue_knobs():
     assert not hp.is_active("momentum")
     hp.values["optimizer"] = "sgd"
     assert hp.is_active("momentum")
-    assert space.settings.tuner == "hyperband"
+    assert space.settings.tuner == "bayesian" and space.settings.final_epochs > space.settings.epochs
+    for knob in ("augment", "batch_norm", "dropout", "lr_schedule", "weight_decay", "label_smoothing"):
+        assert knob in space.knobs
+    # It starts from the best known configurations, each a buildable LeNet-5 with every knob named.
+    assert len(space.start_with) == 2 and all(set(entry) == set(space.knobs) - {"momentum"} for entry in space.start_with)
+    for values in space.start_values():
+        assert isinstance(resolve_config(values, space.settings), LeNetConfig)
 
 
 def test_documented_space_is_every_variant_with_two_seeds():
