@@ -17,6 +17,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 def _user_errors():
     """Exceptions that mean the user asked for something we cannot do: one line, no traceback."""
+    from .bench import BenchError
     from .data import DataError
     from .model import ConfigError
     from .predict import PredictError
@@ -27,7 +28,7 @@ def _user_errors():
     from .variants import UnknownVariant
 
     return (DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, ReportError, PredictError,
-            FileNotFoundError)
+            BenchError, FileNotFoundError)
 
 
 def cmd_variants(args) -> int:

@@ -1,17 +1,11 @@
-"""Benchmarks (`make bench`): figures printed, never asserted in tests.
+"""Tracking overhead (`make bench ARGS="--only tracking"`): what keras-tuner + MLflow + TensorBoard cost a study.
 
-Tracking overhead: the same trials run through the tracked search
-(keras-tuner + EarlyStopping + TensorBoard + MLflow child runs, the test-set
-evaluation and the best-model upload) and as a bare script does them
-(`model.fit` per configuration, the best evaluated on the test set and saved),
-in one process. Both sides run in every round, their order alternating, since
-a shared machine's speed drifts by more than the target between minutes; the
-ratio of the summed wall times is the price of tracking.
+The same trials run through the tracked search (keras-tuner + EarlyStopping + TensorBoard + MLflow child
+runs, the test-set evaluation and the best-model upload) and as a bare script does them (`model.fit` per
+configuration, the best evaluated on the test set and saved), in one process. Both sides run in every
+round, their order alternating, since a shared machine's speed drifts by more than the target between
+minutes; the ratio of the summed wall times is the price of tracking.
 Target: at most 5% on top of the bare script.
-
-Worker scaling: the same trials with 1 worker using every core and with one
-worker per core using one thread each (`study.parallel`); trials per hour of
-both and their ratio. Target: at least 1.6x.
 """
 
 from __future__ import annotations
@@ -21,6 +15,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+from .common import BenchError, fresh_trial_model, round_order
 
 BENCH_SPACE = """\
 study:
@@ -44,7 +40,7 @@ ACTIVATIONS = ["relu", "tanh", "sigmoid"]
 
 def _bench_space(tmp: Path, args) -> Path:
     if args.trials > len(ACTIVATIONS):
-        raise SystemExit("bench: at most 3 trials (one per activation)")
+        raise BenchError("bench: at most 3 trials (one per activation)")
     acts = ACTIVATIONS[: args.trials]
     path = tmp / "bench.yaml"
     path.write_text(BENCH_SPACE.format(
@@ -57,18 +53,14 @@ def _bench_space(tmp: Path, args) -> Path:
 def _bare_study(configs, settings, tmp: Path) -> None:
     """What a script without tuner or tracker does with the same trials: load the data, fit each
     configuration, evaluate the best (by validation accuracy) on the test set once and save it."""
-    import keras
-
-    from .data import prepare_data
-    from .tuner import build_trial_model, fit_model, gc_frozen
+    from ..data import prepare_data
+    from ..tuner import fit_model, gc_frozen
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, None)
     best, best_acc = None, -1.0
     with gc_frozen():  # as run_search does once its data is loaded
         for config in configs:
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(config.seed)
-            model = build_trial_model(config, ds.input_shape, len(y_tr))  # the same model a trial trains
+            model = fresh_trial_model(config, ds.input_shape, len(y_tr))  # the same model a trial trains
             history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
             acc = max(history.history["val_accuracy"])
             if acc > best_acc:
@@ -80,7 +72,7 @@ def _bare_study(configs, settings, tmp: Path) -> None:
 @contextlib.contextmanager
 def _timed_fits(seconds: list[float]):
     """Add the wall time of every `study.tuner.fit_model` call (both sides train through it) to `seconds`."""
-    from . import tuner
+    from .. import tuner
 
     fit = tuner.fit_model
 
@@ -107,12 +99,12 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
     """
     import statistics
 
-    from .data import prepare_data
-    from .model import build_lenet
-    from .search import StudyRequest, run_search
-    from .space import load_space, resolve_config
-    from .tracking import client
-    from .tuner import fit_model
+    from ..data import prepare_data
+    from ..model import build_lenet
+    from ..search import StudyRequest, run_search
+    from ..space import load_space, resolve_config
+    from ..tracking import client
+    from ..tuner import fit_model
 
     if args.data_dir:
         os.environ["LENET_DATA_DIR"] = args.data_dir
@@ -139,7 +131,7 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
         times: dict[str, list[float]] = {"bare": [], "tracked": []}
         fits: dict[str, list[float]] = {"bare": [], "tracked": []}
         for r in range(args.rounds):
-            for side in (("bare", "tracked") if r % 2 == 0 else ("tracked", "bare")):
+            for side in round_order(("bare", "tracked"), r):
                 fit_times: list[float] = []
                 t0 = time.perf_counter()
                 with _timed_fits(fit_times):
@@ -168,95 +160,3 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
              f"{(median - 1) * 100:+.1f}%); target at most +5%")
         return {"bare_s": bare, "tracked_s": tracked, "bare_fit_s": bare_fit, "tracked_fit_s": tracked_fit,
                 "ratio": ratio, "median_ratio": median}
-
-
-# --------------------------------------------------------------------------- worker scaling
-
-
-BENCH_WORKERS_SPACE = """\
-# Worker-scaling benchmark: identical trials (only the weight seed differs), fixed cost each.
-study:
-  dataset: {dataset}
-  tuner: random
-  max_trials: {trials}
-  epochs: {epochs}
-  patience: 0
-  seed: 1
-  val_fraction: 0.1
-  test_eval: best
-  train_samples: {train_samples}
-space:
-  seed: {{int: [1, 100000]}}
-  activation: {{fixed: relu}}
-  pooling: {{fixed: max}}
-  batch_size: {{fixed: 64}}
-"""
-
-
-def _trial_span(uri: str, study: str) -> tuple[float, int]:
-    """Seconds from the first trial's start to the last trial's end, and the trials finished, from MLflow."""
-    from . import schema, tracking
-
-    c = tracking.client(uri)
-    runs = tracking.trial_runs(c, c.get_experiment_by_name(study).experiment_id, max_results=1000)
-    done = [r for r in runs if r.info.status == schema.RUN_FINISHED]
-    if not done:
-        return float("nan"), 0
-    return (max(r.info.end_time for r in done) - min(r.info.start_time for r in done)) / 1000.0, len(done)
-
-
-def bench_workers(args, echo=print) -> dict[str, float]:
-    """Trials per hour: 1 worker with every core vs one worker per core with one thread each."""
-    from .parallel.chief import launch
-    from .parallel.supervise import cpu_cores
-    from .search import StudyRequest
-    from .space import load_space
-
-    cores = cpu_cores()
-    trials = max(4, args.trials + (-args.trials) % 2) if cores >= 2 else max(2, args.trials)
-    train_samples = args.train_samples or 20000
-    data_dir = args.data_dir or os.environ.get("LENET_DATA_DIR")
-    sides = [(1, cores), (max(2, cores), 1)]
-    figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="lenet-bench-workers-") as tmp_name:
-        tmp = Path(tmp_name)
-        path = tmp / "bench-workers.yaml"
-        path.write_text(BENCH_WORKERS_SPACE.format(dataset=args.dataset, trials=trials, epochs=args.epochs,
-                                                   train_samples=train_samples))
-        space = load_space(path)
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        for n, threads in sides:
-            name = f"bench-{n}x{threads}"
-            t0 = time.perf_counter()
-            lines: list[str] = []
-            launch(StudyRequest(space, space.settings, study=name, data_dir=data_dir, log_dir=tmp / "logs",
-                                tracking_uri=uri, command="bench --workers", workers=n, threads=threads),
-                   echo=lines.append)
-            total = time.perf_counter() - t0
-            span, finished = _trial_span(uri, name)
-            data_line = next((line for line in lines if line.startswith("study ")), "")
-            per_hour = finished / span * 3600 if span == span and span > 0 else float("nan")
-            figures[f"{n}x{threads}_span_s"] = span
-            figures[f"{n}x{threads}_total_s"] = total
-            figures[f"{n}x{threads}_trials_per_hour"] = per_hour
-            echo(f"{n} worker(s) x {threads} thread(s): {finished} trials x {args.epochs} epochs: trials "
-                 f"{span:.1f} s (first start to last end) -> {per_hour:.0f} trials/hour; whole command "
-                 f"{total:.1f} s with start-up and test evaluation  [{data_line.split(': ', 1)[-1]}]")
-    one, many = sides
-    ratio = figures[f"{many[0]}x{many[1]}_trials_per_hour"] / figures[f"{one[0]}x{one[1]}_trials_per_hour"]
-    figures["ratio"] = ratio
-    echo(f"worker scaling: {ratio:.2f}x trials/hour with {many[0]} workers x {many[1]} thread vs "
-         f"1 worker x {one[1]} threads; target at least 1.6x")
-    return figures
-
-
-def run_bench(args) -> int:
-    if getattr(args, "rounds", 1) < 1:
-        raise SystemExit(f"bench: --rounds {args.rounds}: give at least 1")
-    if args.only in (None, "tracking"):
-        print("== tracking overhead: the same trials as a tracked search and as a bare script, in one process")
-        bench_tracking(args)
-    if args.only in (None, "workers"):
-        print("== worker scaling: the same trials, 1 worker x 2 threads vs 2 workers x 1 thread")
-        bench_workers(args)
-    return 0
