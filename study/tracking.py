@@ -195,6 +195,31 @@ def running_children(c, experiment_id: str, parent_run_id: str, worker: str | No
     return c.search_runs([experiment_id], filter_string=flt, max_results=1000)
 
 
+def best_trial_run(c, study: str):
+    """(parent run, best trial run) of the newest search of `study` that chose a best trial (its parent run
+    carries BEST_TRIAL_RUN_ID), or None when the store has no such study or search."""
+    exp = c.get_experiment_by_name(study)
+    if exp is None:
+        return None
+    for parent in study_parents(c, [exp.experiment_id]):
+        run_id = parent.data.tags.get(schema.BEST_TRIAL_RUN_ID)
+        if run_id:
+            return parent, c.get_run(run_id)
+    return None
+
+
+def parent_run(c, run):
+    """The parent run of a trial or final run (tag PARENT_RUN_ID), or None."""
+    parent_id = run.data.tags.get(schema.PARENT_RUN_ID)
+    return c.get_run(parent_id) if parent_id else None
+
+
+def final_run(c, parent_run_id: str):
+    """The final run (ROLE_FINAL) a parent run names in FINAL_RUN_ID, or None when its search trained none."""
+    run_id = c.get_run(parent_run_id).data.tags.get(schema.FINAL_RUN_ID)
+    return c.get_run(run_id) if run_id else None
+
+
 def champion(c, study: str):
     """The study's CHAMPION_ALIAS model version, or None when the study registered none."""
     from mlflow.exceptions import MlflowException
