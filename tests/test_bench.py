@@ -5,9 +5,11 @@ The figures themselves are never asserted: they belong to `make bench` on a quie
 
 from __future__ import annotations
 
+import re
 from argparse import Namespace
 
 import pytest
+from conftest import ROOT, SMOKE
 
 from study import tuner
 from study.bench import bench_tracking, run_bench
@@ -35,3 +37,122 @@ def test_benchmark_refuses_bad_sizes_in_one_line():
         run_bench(Namespace(**base, trials=2, rounds=0))
     with pytest.raises(SystemExit, match=r"^bench: at most 3 trials"):
         run_bench(Namespace(**base, trials=4, rounds=1))
+
+
+# --------------------------------------------------------------------------- throughput, search, time to accuracy
+
+
+def _args(**values) -> Namespace:
+    from study.bench import DEFAULTS
+
+    return Namespace(**{**DEFAULTS, **values})
+
+
+def test_throughput_benchmark_counts_the_flops_and_the_same_optimizer_steps_on_every_side():
+    from study.bench import bench_throughput
+
+    lines: list[str] = []
+    figures = bench_throughput(_args(dataset="mnist-5k", train_samples=600, epochs=1, rounds=1), echo=lines.append)
+    # C1 28x28x6x25, C3 10x10x16x150, C5 120x400, F6 120x84, output 84x10 multiply-adds, x2 FLOPs x3 passes.
+    assert figures["flops_per_image"] == (117_600 + 240_000 + 48_000 + 10_080 + 840) * 6
+    assert any(line.startswith("FLOPs per training image: 416,520 multiply-adds") and line.endswith("= 2.50 MFLOP")
+               for line in lines)
+    assert any(line.startswith("FLOP limit: ") for line in lines) and figures["flop_limit"] > 1e9
+    n = 540  # 600 digits less the 10% validation split
+    for batch in (32, 128):
+        assert figures[f"steps_{batch}"] == -(-n // batch)
+        assert f"batch {batch}: {-(-n // batch)} optimizer steps per epoch on every side" in "\n".join(lines)
+        assert figures[f"ratio_{batch}"] == pytest.approx(figures[f"study_{batch}"] / figures[f"bare_{batch}"])
+        assert figures[f"fraction_{batch}"] == pytest.approx(
+            figures[f"study_{batch}"] * figures["flops_per_image"] / figures["flop_limit"])
+        summary = next(line for line in lines if line.startswith(f"batch {batch}: study "))
+        assert f"study {figures[f'study_{batch}']:,.0f} images/s, bare {figures[f'bare_{batch}']:,.0f}: " \
+               f"{figures[f'ratio_{batch}']:.2f}x" in summary
+        assert f"study on tf.data {figures[f'tfdata_{batch}']:,.0f} images/s" in summary
+
+
+def test_optuna_draws_the_spaces_knobs_with_their_ranges_and_conditions():
+    import optuna
+
+    from study.bench.peer import optuna_values
+    from study.model import ConfigError
+    from study.space import load_space, resolve_config
+
+    space = load_space(ROOT / "search_spaces" / "lenet.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    optimizers, built = set(), 0
+    for _ in range(40):
+        values, _ = optuna_values(study.ask(), space.knobs)
+        optimizers.add(values["optimizer"])
+        assert ("momentum" in values) == (values["optimizer"] == "sgd")  # a `when` knob only under its parent
+        assert set(values) == {k for k in space.knobs if k != "momentum"} | ({"momentum"} & set(values))
+        spec = space.knobs["learning_rate"]
+        assert spec["min"] <= values["learning_rate"] <= spec["max"]
+        assert values["dense_units"] in {"84", "60", "120,84"}  # keras-tuner's form of a list of widths
+        try:  # resolved as the study's trials resolve theirs; some knob combinations leave no feature map
+            built += resolve_config(values, space.settings).learning_rate == values["learning_rate"]
+        except ConfigError as exc:
+            assert "leaves no spatial extent" in str(exc)
+    assert optimizers == set(space.knobs["optimizer"]["values"]) and built >= 20
+
+
+def test_search_benchmark_runs_both_searches_and_ends_with_the_quality_line(tmp_path):
+    from study.bench import bench_search
+
+    space = tmp_path / "smoke-final.yaml"  # the smoke space, with the chosen configuration trained longer
+    space.write_text(SMOKE.read_text().replace("  epochs: 1\n", "  epochs: 1\n  final_epochs: 1\n"))
+    lines: list[str] = []
+    figures = bench_search(_args(space=str(space), budget=4), echo=lines.append)
+    assert re.fullmatch(r"search quality: lenet-study (\d\.\d{4})/(\d\.\d{4}) vs optuna (\d\.\d{4})/(\d\.\d{4}) "
+                        r"\(same space, 4 s each\)", lines[-1])
+    assert lines[-1] == (f"search quality: lenet-study {figures['ours_val']:.4f}/{figures['ours_test']:.4f} vs optuna "
+                         f"{figures['optuna_val']:.4f}/{figures['optuna_test']:.4f} (same space, 4 s each)")
+    assert lines[-2].startswith("target: lenet-study at least optuna on test: ")
+    # Both trained their chosen configuration once more (final_epochs), Optuna inside its budget.
+    assert figures["ours_final_s"] > 0 and figures["optuna_final_s"] > 0
+    assert any(line.startswith("[lenet-study] final: ") for line in lines)
+    assert any(line.startswith("[optuna] final: training trial ") for line in lines)
+    optuna_trials = [line for line in lines if line.startswith("[optuna] trial ")]
+    assert len(optuna_trials) == figures["optuna_trials"] >= 1
+    # Optuna drew from the smoke space only: relu or tanh, adam, batch 64.
+    assert all(re.match(r"\[optuna\] trial \d+ (relu|tanh) (max|avg)pool .* adam .* bs=64 \|", t) for t in optuna_trials)
+
+
+def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path, monkeypatch, run_study):
+    from conftest import store_uri
+
+    from study.bench import bench_time_to_accuracy
+
+    run_study(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(tmp_path))
+    lines: list[str] = []
+    figures = bench_time_to_accuracy(_args(study="smoke", threshold=0.3, max_epochs=2, train_samples=1000),
+                                     echo=lines.append)
+    assert figures["ours_reached"] and figures["ours_epochs"] == 1  # the smoke trials train 1 epoch
+    assert 1 <= figures["recipe_epochs"] <= 2
+    assert figures["ratio"] == pytest.approx(figures["ours_s"] / figures["recipe_s"])
+    assert any(line.startswith("[lenet-study] the best trial run ") and "of study 'smoke'" in line for line in lines)
+    assert [line.split(":")[0] for line in lines if line.startswith("[lenet-study] epoch")] == ["[lenet-study] epoch 1"]
+    assert lines[-1].startswith(f"time to accuracy: lenet-study {figures['ours_s']:.1f} s vs subclass-relu "
+                                f"{figures['recipe_s']:.1f} s: {figures['ratio']:.2f} of the recipe's time")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "nope"], "argument --only: invalid choice: 'nope'"),
+    (["--only", "search", "--budget", "0"], "--budget 0: give a number of seconds above 0"),
+    (["--only", "search", "--budget", "soon"], "argument --budget: invalid float value: 'soon'"),
+    (["--only", "throughput", "--rounds", "0"], "--rounds 0: give at least 1"),
+    (["--only", "time-to-accuracy", "--threshold", "1.5"], "--threshold 1.5: give a test accuracy in (0, 1]"),
+    (["--only", "time-to-accuracy", "--study", "nothing"], "no search of study 'nothing' chose a best trial"),
+])
+def test_bench_refuses_bad_flags_in_one_line(argv, message, tmp_path, monkeypatch, capsys):
+    from study.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")  # an empty store
+    try:
+        code = main(["bench", *argv])
+    except SystemExit as exc:  # argparse's own checks exit from inside parse_args
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lenet-study: error: bench: ") and message in err

@@ -2,27 +2,66 @@
 
 One module per benchmark, each with its target in its docstring:
 - `tracking`: what keras-tuner + MLflow + TensorBoard add to a study (target: at most +5%);
-- `workers`: trials per hour with one worker per core (target: at least 1.6x).
+- `workers`: trials per hour with one worker per core (target: at least 1.6x);
+- `throughput`: images/s of a trial's fit against a bare Keras fit (target: 1.5x at batch 32, 1.15x at 128);
+- `peer`: the study's search against Optuna on the same space and budget (target: at least Optuna on test);
+- `time_to_accuracy`: seconds to 0.9876 test accuracy, the study's best against subclass-relu (target: 0.20x).
 
-`lenet-study bench` runs tracking and workers; `--only NAME` runs one.
+`lenet-study bench` runs tracking and workers (minutes); `--only NAME` runs one, the last three only so.
 """
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from .common import BenchError
+from .peer import bench_search
+from .throughput import bench_throughput
+from .time_to_accuracy import bench_time_to_accuracy
 from .tracking import bench_tracking
 from .workers import bench_workers
 
-__all__ = ["BenchError", "bench_tracking", "bench_workers", "run_bench"]
+__all__ = ["BenchError", "bench_search", "bench_throughput", "bench_time_to_accuracy", "bench_tracking",
+           "bench_workers", "run_bench"]
+
+# name -> (its header line, the benchmark, whether it runs without --only, defaults for the flags it reads)
+# Tracking and workers define their own trials: 3 epochs on mnist unless told; the others read their
+# epochs and dataset from their space, study or run.
+BENCHMARKS = {
+    "tracking": ("tracking overhead: the same trials as a tracked search and as a bare script, in one process",
+                 bench_tracking, True, dict(epochs=3, dataset="mnist")),
+    "workers": ("worker scaling: the same trials, 1 worker x 2 threads vs 2 workers x 1 thread", bench_workers,
+                True, dict(epochs=3, dataset="mnist")),
+    "throughput": ("throughput: images/s of a trial's fit against a bare Keras fit, in one process",
+                   bench_throughput, False, dict(epochs=1, dataset="mnist")),
+    "search": ("search quality: lenet-study against Optuna (TPE, MedianPruner), same space, same wall time",
+               bench_search, False, {}),
+    "time-to-accuracy": ("time to accuracy: the study's best configuration against the subclass-relu recipe",
+                         bench_time_to_accuracy, False, {}),
+}
+# Every flag of `lenet-study bench`, for callers that build the arguments themselves (tests, scripts).
+DEFAULTS = dict(only=None, data_dir=None, dataset=None, trials=3, epochs=None, train_samples=None, rounds=3,
+                space=None, budget=None, max_trials=None, study=None, run=None, threshold=None, max_epochs=None)
+
+
+def check_args(args) -> None:
+    """Every value a benchmark cannot use, refused in one line before anything loads."""
+    for flag, value, low in (("--rounds", args.rounds, 1), ("--epochs", args.epochs, 1),
+                             ("--train-samples", args.train_samples, 1), ("--max-trials", args.max_trials, 1),
+                             ("--max-epochs", args.max_epochs, 1)):
+        if value is not None and value < low:
+            raise BenchError(f"bench: {flag} {value}: give at least {low}")
+    if args.budget is not None and not args.budget > 0:
+        raise BenchError(f"bench: --budget {args.budget:g}: give a number of seconds above 0")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise BenchError(f"bench: --threshold {args.threshold:g}: give a test accuracy in (0, 1]")
 
 
 def run_bench(args) -> int:
-    if getattr(args, "rounds", 1) < 1:
-        raise BenchError(f"bench: --rounds {args.rounds}: give at least 1")
-    if args.only in (None, "tracking"):
-        print("== tracking overhead: the same trials as a tracked search and as a bare script, in one process")
-        bench_tracking(args)
-    if args.only in (None, "workers"):
-        print("== worker scaling: the same trials, 1 worker x 2 threads vs 2 workers x 1 thread")
-        bench_workers(args)
+    args = Namespace(**{**DEFAULTS, **vars(args)})
+    check_args(args)
+    for name, (header, bench, by_default, defaults) in BENCHMARKS.items():
+        if args.only == name or (args.only is None and by_default):
+            print(f"== {header}")
+            bench(Namespace(**{**vars(args), **{k: v for k, v in defaults.items() if getattr(args, k) is None}}))
     return 0
