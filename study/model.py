@@ -9,6 +9,8 @@ the flat parameter dict of an MLflow run, rebuilds a trial exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +41,56 @@ AUGMENTS: dict[str, tuple[float, float, float, bool]] = {
 #   when val_loss has not improved for an epoch (keras.callbacks.ReduceLROnPlateau, added by the fit).
 LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
 ONECYCLE_RISE = 0.3
-# The ranges of the modern numeric knobs (checked here and, for space files, by space.py).
-KNOB_RANGES = {"dropout": (0.0, 0.9), "warmup": (0.0, 0.5), "weight_decay": (0.0, 0.1), "label_smoothing": (0.0, 0.5)}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric knob may take: [low, high], either end open, whole numbers only if `integer`."""
+
+    low: float
+    high: float
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: Any) -> bool:
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            return False
+        above = self.low < value if self.low_open else self.low <= value
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+    def allowed(self) -> str:
+        return f"{'an integer' if self.integer else 'a number'} in {self}"
+
+
+# The values every numeric knob may take: one table that LeNetConfig and space files (space.py) both
+# read, and the study's epochs, patience and seed (StudySettings) too. Values inside run; a diverging
+# learning rate is a result (a NaN trial), so its bound is far above any useful rate.
+KNOB_RANGES = {
+    "c5_units": Range(1, 4096, integer=True),
+    "dense_units": Range(1, 4096, integer=True),  # each width
+    "learning_rate": Range(0, 1_000_000, low_open=True),
+    "momentum": Range(0.0, 1.0, high_open=True),
+    "batch_size": Range(1, 65536, integer=True),
+    "epochs": Range(1, 10_000, integer=True),
+    "patience": Range(0, 10_000, integer=True),
+    "seed": Range(0, 2**31 - 1, integer=True),
+    "dropout": Range(0.0, 0.9),
+    "warmup": Range(0.0, 0.5),
+    "weight_decay": Range(0.0, 0.1),
+    "label_smoothing": Range(0.0, 0.5),
+}
+# Knobs that act only under another knob's value: knob -> (that knob, its values, what to say when it is
+# set without them). A zero value is always allowed (it is the knob switched off).
+KNOB_REQUIRES = {
+    "momentum": ("optimizer", ("sgd",), "only sgd takes momentum"),
+    "label_smoothing": ("loss", ("crossentropy",), "only the crossentropy loss takes it"),
+}
 
 INPUT_SHAPE = (28, 28, 1)  # LeNet-5's input on MNIST; build_lenet takes the data's own shape
 NUM_CLASSES = 10
@@ -48,6 +98,18 @@ NUM_CLASSES = 10
 
 class ConfigError(ValueError):
     """A knob value, or a combination of them, that cannot make a LeNet-5."""
+
+
+def check_knob(name: str, value: Any) -> None:
+    """Raise ConfigError when `value` is outside numeric knob `name`'s KNOB_RANGES entry (dense_units: any
+    of its widths); other knobs pass. The check of one knob on its own, for configs and space files alike."""
+    allowed = KNOB_RANGES.get(name)
+    if allowed is None:
+        return
+    values = value if name == "dense_units" else (value,)
+    if not all(allowed.holds(v) for v in values):
+        need = "each width must be" if name == "dense_units" else "must be"
+        raise ConfigError(f"{name}: {value!r} {need} {allowed.allowed()}")
 
 
 def field_types(cls) -> dict[str, Any]:
@@ -173,25 +235,13 @@ class LeNetConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        for name in ("c5_units", "batch_size", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}: {getattr(self, name)!r} must be at least 1")
-        if self.patience < 0:
-            raise ConfigError(f"patience: {self.patience!r} must be 0 (off) or more")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate: {self.learning_rate!r} must be above 0")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum: {self.momentum!r} must be in [0, 1)")
-        if self.momentum and self.optimizer != "sgd":
-            raise ConfigError(f"momentum: only sgd takes momentum, not {self.optimizer}")
-        for name, (low, high) in KNOB_RANGES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ConfigError(f"{name}: {value!r} must be a number in [{low}, {high}]")
+        for name in KNOB_RANGES:
+            check_knob(name, getattr(self, name))
         if not isinstance(self.batch_norm, bool):
             raise ConfigError(f"batch_norm: {self.batch_norm!r} must be true or false")
-        if self.label_smoothing and self.loss != "crossentropy":
-            raise ConfigError(f"label_smoothing: only the crossentropy loss takes it, not {self.loss}")
+        for name, (parent, values, rule) in KNOB_REQUIRES.items():
+            if getattr(self, name) and getattr(self, parent) not in values:
+                raise ConfigError(f"{name}: {rule}, not {getattr(self, parent)}")
         feature_map_sizes(self)  # rejects shapes with no spatial extent left
 
     def to_params(self) -> dict[str, str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,33 @@ SAMPLINGS = ("linear", "log", "reverse_log")
 
 class SpaceError(ValueError):
     """A space file that cannot be used; the message names the file, the key and what is allowed."""
+
+
+class _SpaceLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, stricter: a key given twice is an error (YAML keeps the last one: a
+    second `study:` section would silently reset the study), and so is an alias (`*name`), which can
+    expand a few lines into gigabytes ("billion laughs"); a space file writes its values out."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor}: aliases are not allowed in a space file; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader's own error names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]}); a key may appear once",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass(frozen=True)
@@ -198,10 +226,13 @@ def _spec_size(spec: dict) -> int | None:
         return len(spec["values"])
     if spec["type"] == "fixed":
         return 1
+    step = spec.get("step")
+    if step and spec.get("sampling", "linear") != "linear":  # a factor, as keras-tuner counts it
+        return int(math.log(spec["max"] / spec["min"], step) + 1e-8) + 1
     if spec["type"] == "int":
-        return (spec["max"] - spec["min"]) // (spec.get("step") or 1) + 1
-    if spec.get("step"):
-        return int(math.floor((spec["max"] - spec["min"]) / spec["step"] + 1e-9)) + 1
+        return (spec["max"] - spec["min"]) // (step or 1) + 1
+    if step:
+        return int(math.floor((spec["max"] - spec["min"]) / step + 1e-9)) + 1
     return None
 
 
@@ -228,15 +259,20 @@ def _hp_value_text(value):
 
 
 def _check_value(where: str, knob: str, value: Any) -> None:
+    """One value of one knob, as LeNetConfig checks it on its own (model.KNOB_RANGES); combinations are
+    the trials' business (an impossible shape is a FAILED trial, not a bad space file)."""
     if knob == "batch_norm" and not isinstance(value, bool):
         raise SpaceError(f"{where}: {value!r} is not allowed; allowed: true, false")
-    if knob in ALLOWED_VALUES and value not in ALLOWED_VALUES[knob]:
-        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, ALLOWED_VALUES[knob]))}")
+    allowed = ALLOWED_VALUES.get(knob, ())
+    if knob in ALLOWED_VALUES and (value not in allowed or type(value) not in {type(a) for a in allowed}):
+        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
     if knob == "dense_units":
         try:
-            m.parse_widths(value)
+            widths = m.parse_widths(value)
         except m.ConfigError:
             raise SpaceError(f"{where}: {value!r} is not a list of dense widths such as [120, 84]") from None
+        if not all(m.KNOB_RANGES[knob].holds(w) for w in widths):
+            raise SpaceError(f"{where}: {value!r} has a width outside the allowed range {m.KNOB_RANGES[knob]}")
         return
     if knob in ALLOWED_VALUES or knob == "dense_units":
         return
@@ -245,9 +281,8 @@ def _check_value(where: str, knob: str, value: Any) -> None:
         raise SpaceError(f"{where}: {value!r} is not an integer")
     if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         raise SpaceError(f"{where}: {value!r} is not a number")
-    if knob in m.KNOB_RANGES and not m.KNOB_RANGES[knob][0] <= value <= m.KNOB_RANGES[knob][1]:
-        low, high = m.KNOB_RANGES[knob]
-        raise SpaceError(f"{where}: {value!r} is outside the allowed range [{low}, {high}]")
+    if knob in m.KNOB_RANGES and not m.KNOB_RANGES[knob].holds(value):
+        raise SpaceError(f"{where}: {value!r} is outside the allowed range {m.KNOB_RANGES[knob]}")
 
 
 def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) -> dict:
@@ -270,6 +305,8 @@ def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) 
             raise SpaceError(f"{where}.choice: expected a non-empty list of values")
         for value in body:
             _check_value(f"{where}.choice", knob, value)
+        if _KNOB_KINDS.get(knob) is float:  # keras-tuner's Choice takes one type: 1 and 0.1 are both floats
+            body = [float(v) for v in body]
         keys = [_hp_value(knob, v) for v in body]
         if len(set(map(str, keys))) != len(keys):
             raise SpaceError(f"{where}.choice: values repeat")
@@ -295,8 +332,14 @@ def _normalise_knob(source: str, knob: str, raw: Any, earlier: dict[str, dict]) 
         if sampling != "linear" and low <= 0:
             raise SpaceError(f"{where}.sampling: {sampling} sampling needs min > 0, got {low}")
         step = raw.get("step")
-        if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+        positive = isinstance(step, (int, float)) and not isinstance(step, bool) and 0 < step < math.inf
+        if step is not None and not positive:
             raise SpaceError(f"{where}.step: {step!r} must be a positive number")
+        if step is not None and kind == "int" and not isinstance(step, int):
+            raise SpaceError(f"{where}.step: {step!r} must be a whole number for an int knob")
+        if step is not None and sampling != "linear" and step <= 1:
+            raise SpaceError(f"{where}.step: {step!r} must be above 1 with {sampling} sampling "
+                             "(each value is the one before times step)")
         for value in body:
             _check_value(f"{where}.{kind}", knob, value)
         spec.update(min=low, max=high, sampling=sampling, step=step)
@@ -336,14 +379,20 @@ def _check_settings(s: StudySettings, where: str) -> None:
         bad("tuner", "allowed: " + ", ".join(TUNERS))
     if s.test_eval not in TEST_EVALS:
         bad("test_eval", "allowed: " + ", ".join(TEST_EVALS))
-    for key in ("max_trials", "epochs", "executions_per_trial"):
+    for key in ("max_trials", "executions_per_trial"):
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             bad(key, "need an integer of at least 1")
-    if not isinstance(s.patience, int) or s.patience < 0:
-        bad("patience", "need an integer, 0 (off) or more")
-    if not isinstance(s.seed, int) or isinstance(s.seed, bool):
-        bad("seed", "need an integer")
+    # The trials' own epochs, patience and seed: the knobs' ranges (model.KNOB_RANGES).
+    epochs, patience, seed = (m.KNOB_RANGES[key] for key in ("epochs", "patience", "seed"))
+    if not epochs.holds(s.epochs):
+        bad("epochs", f"need an integer of at least 1 (at most {epochs.high})")
+    if not patience.holds(s.patience):
+        bad("patience", f"need an integer, 0 (off) to {patience.high}")
+    if not seed.holds(s.seed):
+        bad("seed", f"need {seed.allowed()}")
+    if not isinstance(s.description, str):
+        bad("description", "need a text (quote it)")
     if not isinstance(s.val_fraction, (int, float)) or not 0 < s.val_fraction < 1:
         bad("val_fraction", "need a number between 0 and 1")
     if not isinstance(s.hyperband_factor, int) or s.hyperband_factor < 2:
@@ -352,8 +401,45 @@ def _check_settings(s: StudySettings, where: str) -> None:
         bad("train_samples", "need an integer of at least 20, or leave it out")
     for key in ("stop_at_chance", "final_epochs"):
         value = getattr(s, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            bad(key, "need an integer, 0 (off) or more")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= epochs.high:
+            bad(key, f"need an integer, 0 (off) to {epochs.high}")
+
+
+def _spec_values(spec: dict) -> list:
+    """The values a spec names: its choices, its fixed value, or its range's ends."""
+    if spec["type"] == "choice":
+        return list(spec["values"])
+    return [spec["value"]] if spec["type"] == "fixed" else [spec["min"], spec["max"]]
+
+
+def _values_reaching(knob: str, spec: dict, knobs: dict[str, dict]) -> list:
+    """The values of `knob` the trials may give the one that `spec` describes: those its `when` names,
+    else the space's own, else the documented variants' it starts from, else the default."""
+    when = spec.get("when") or {}
+    if knob in when:
+        return list(when[knob])
+    if knob in knobs:
+        return _spec_values(knobs[knob])
+    default = getattr(m.LeNetConfig(), knob)
+    variant = knobs.get("variant")
+    if "variant" not in when and variant is None:
+        return [default]
+    names = when.get("variant") or _spec_values(variant)
+    values = [getattr(VARIANTS[name].config, knob) for name in names]
+    return values + [default] if variant and variant.get("when") else values  # without a variant: the default
+
+
+def _check_requires(source: str, knobs: dict[str, dict]) -> None:
+    """A knob that acts only under another knob's value (model.KNOB_REQUIRES: momentum under sgd) set where
+    that knob can have another value: every such trial would fail, so the space file is refused."""
+    for knob, (parent, needed, rule) in m.KNOB_REQUIRES.items():
+        spec = knobs.get(knob)
+        if spec is None or not any(_spec_values(spec)):  # only 0: the knob stays off
+            continue
+        wrong = [v for v in _values_reaching(parent, spec, knobs) if v not in needed]
+        if wrong:
+            raise SpaceError(f"{source}: space.{knob}: {rule}, and {parent} can be {wrong[0]} here; "
+                             f"add when: {{{parent}: {needed[0]}}} to {knob}, or fix {parent} to {needed[0]}")
 
 
 START_WITH_TUNERS = ("random", "bayesian")
@@ -407,7 +493,7 @@ def load_space(path: str | Path) -> Space:
     except OSError as exc:
         raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
     try:
-        doc = yaml.safe_load(data) or {}
+        doc = yaml.load(data, Loader=_SpaceLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -434,6 +520,7 @@ def load_space(path: str | Path) -> Space:
     knobs: dict[str, dict] = {}
     for knob, raw in raw_space.items():
         knobs[str(knob)] = _normalise_knob(str(path), str(knob), raw, knobs)
+    _check_requires(str(path), knobs)
     if settings.tuner == "grid" and any(_spec_size(s) is None for s in knobs.values()):
         raise SpaceError(f"{path}: study.tuner: grid needs every knob discrete (choice, fixed, int, or float with step)")
     start_with = _start_with(str(path), doc.get("start_with"), knobs, settings)
