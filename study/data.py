@@ -26,6 +26,7 @@ import functools
 import gzip
 import hashlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -55,6 +56,9 @@ PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_SOCKET_TIMEOUT_S = 30.0
 MNIST_5K_TEST_SIZE = 1000
 MNIST_5K_SEED = 0
+# What a dataset file may hold once decompressed: checked on the zip's and the arrays' declared sizes
+# before anything is read (full MNIST takes 55 MB; a small .npz can declare terabytes).
+MAX_NPZ_BYTES = 2 * 2**30
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _IDX_STEMS = {  # array key -> IDX file stem, as in the official and Debian layouts
@@ -236,9 +240,36 @@ def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return folder
 
 
+def _check_npz_size(path: Path) -> None:
+    """Refuse an .npz whose arrays would take more than MAX_NPZ_BYTES once decompressed, from what the
+    zip and each array's .npy header declare (shape and dtype), before any array is read."""
+    sizes: dict[str, tuple[int, str]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                if key not in _NPZ_KEYS:
+                    continue  # np.load reads a member only when asked for it
+                fmt = np.lib.format
+                with archive.open(info) as member:
+                    version = fmt.read_magic(member)
+                    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read_header(member)
+                array_bytes = math.prod(shape) * dtype.itemsize
+                sizes[key] = (max(info.file_size, array_bytes), f"shape {shape} of {dtype}")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return  # reading it says what is wrong (_read_npz)
+    total = sum(size for size, _ in sizes.values())
+    if total > MAX_NPZ_BYTES:
+        key = max(sizes, key=lambda k: sizes[k][0])
+        raise DataError(f"{path}: its arrays would take {total / 2**30:.1f} GiB once decompressed ({key}: "
+                        f"{sizes[key][1]}); the limit is {MAX_NPZ_BYTES / 2**30:.0f} GiB (full MNIST takes 55 MB)")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not an .npz (zip) archive; expected keys {', '.join(_NPZ_KEYS)}")
+    _check_npz_size(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in _NPZ_KEYS if k not in npz.files]
@@ -446,6 +477,10 @@ def _validate(source: str, arrays: dict[str, np.ndarray], names: dict[str, str] 
             raise DataError(f"{where(yk)}: {len(y)} labels for {len(x)} images in {xk}; counts must match")
         out[xk] = _as_pixels(x, where(xk))[..., np.newaxis]
         out[yk] = _as_labels(y, where(yk))
+        missing = sorted(set(range(NUM_CLASSES)) - set(np.unique(out[yk]).tolist()))
+        if missing:
+            raise DataError(f"{where(yk)}: no image of class {', '.join(map(str, missing))}; the dataset has "
+                            f"{NUM_CLASSES} classes (0-{NUM_CLASSES - 1}) and each must appear")
     return out
 
 

@@ -11,6 +11,8 @@ applies its own input scaling (its first layer), so raw 0-255 pixels go in.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +39,29 @@ class Prediction:
         return f"{self.image}: class {self.label} (p={self.probabilities[self.label]:.3f})  [{probs}]  model: {self.source}"
 
 
+# The largest image `predict` decodes (a 12-megapixel photo of a digit is fine). Pillow's own guard
+# against decompression bombs warns at 89 megapixels and refuses at twice that; this one comes first.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
 def load_image(path: str | Path, invert: bool = False) -> np.ndarray:
-    """A (1, 28, 28, 1) uint8 array from any image file PIL can read."""
+    """A (1, 28, 28, 1) uint8 array from any image file PIL can read (a regular file, at most
+    MAX_IMAGE_PIXELS pixels: a FIFO or a device would block the read, a huge image fill the memory)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PredictError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
+        guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # opening reads the header only
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = guard
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise PredictError(f"{path}: {width}x{height} pixels is too large an image; the limit is "
+                                   f"{MAX_IMAGE_PIXELS:,} pixels (a digit needs 28x28)")
             gray = img.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
     except FileNotFoundError:
         raise PredictError(f"{path}: no such image file") from None
