@@ -24,11 +24,30 @@ def _user_errors():
     from .report import ReportError
     from .search import SearchError
     from .space import SpaceError
+    from .tracking import StoreURIError
     from .train import TrainError
     from .variants import UnknownVariant
 
     return (DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, ReportError, PredictError,
-            BenchError, FileNotFoundError)
+            BenchError, StoreURIError, UsageError, FileNotFoundError)
+
+
+class UsageError(ValueError):
+    """A flag that names something unusable (a file where a folder goes); one line for the user."""
+
+
+def check_folder(flag: str, value) -> None:
+    """A folder flag (--log-dir, --out): an existing folder, or one that can be made there (the nearest
+    part of the path that exists is a writable folder). Checked before anything starts."""
+    from pathlib import Path
+
+    path = Path(value)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at the latest
+    if not existing.is_dir():
+        where = "a file" if existing == path else f"{existing} is a file"
+        raise UsageError(f"{flag} {value}: {where}, not a folder; give a folder (it is made if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {value}: {existing} is not writable")
 
 
 def cmd_variants(args) -> int:
@@ -69,12 +88,16 @@ def study_request(args):
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
         executions_per_trial=args.executions_per_trial, seed=args.seed,
     )
+    check_folder("--log-dir", args.log_dir)
     return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
                         log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind)
 
 
 def cmd_search(args) -> int:
+    from .tracking import check_store
+
     request = study_request(args)
+    check_store(request.tracking_uri)  # a bad URI or a silent server: one line before the data loads
     if request.parallel:
         from .parallel.chief import launch as run
     else:
@@ -86,6 +109,7 @@ def cmd_search(args) -> int:
 def cmd_worker(args) -> int:
     from .parallel.worker import WorkerRequest, run_worker
 
+    check_folder("--log-dir", args.log_dir)
     return run_worker(WorkerRequest(
         oracle=args.oracle, study=args.study, space=args.space, parent_run_id=args.parent_run_id,
         tuner_id=args.tuner_id, workers=args.workers, threads=args.threads, data_dir=args.data_dir,
@@ -110,7 +134,10 @@ def cmd_train(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import list_studies, run_notebooks, write_report
+    from .tracking import check_store
 
+    check_folder("--out", args.out)
+    check_store(must_exist=True)
     studies = args.studies or list_studies()
     if not studies:
         from .report import ReportError
@@ -129,7 +156,7 @@ def cmd_ui(args) -> int:
     """Print the link to the latest study's runs table, then become `mlflow ui` on the same store."""
     from . import tracking
 
-    uri = tracking.tracking_uri()
+    uri = tracking.check_store()
     latest = tracking.latest_study(tracking.client(uri))
     base = f"http://{args.host}:{args.port}"
     if latest:

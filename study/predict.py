@@ -164,8 +164,10 @@ def choose_model(study: str | None = None, run_id: str | None = None, model_uri:
 def predict_image(image: str, study: str | None = None, run_id: str | None = None, invert: bool = False,
                   tracking_uri: str | None = None, model_uri: str | None = None) -> Prediction:
     from .model import probabilities
+    from .tracking import check_store
 
     pixels = load_image(image, invert=invert)
+    check_store(tracking_uri, must_exist=True)
     uri, run, source = choose_model(study, run_id, model_uri, tracking_uri)
     model = load_model_uri(uri, tracking_uri) if uri else load_best_model(run, tracking_uri)
     probs = probabilities(model, pixels)[0]

@@ -124,6 +124,53 @@ def run_link(experiment_id: str, run_id: str, host: str = UI_HOST) -> str:
     return f"{host.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+# --------------------------------------------------------------------------- the store a command names
+
+
+# What a tracking URI may name: a database MLflow 3 keeps runs in (it has left file stores behind), or
+# an MLflow tracking server.
+STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https")
+STORE_FORMS = ("sqlite:///path/to/mlflow.db, http(s)://host:port (an MLflow server), "
+               "postgresql://user:password@host:port/db, mysql://... or mssql://...")
+# How long a command waits for a tracking server that does not answer (MLflow's own client retries
+# for about two minutes before it says anything).
+STORE_WAIT_S = 12.0
+
+
+class StoreURIError(ValueError):
+    """A tracking URI this project cannot use, or a store that is not there yet; one line for the user."""
+
+
+def check_store(uri: str | None = None, *, must_exist: bool = False, wait_s: float | None = None) -> str:
+    """The store a command is about to use (see `tracking_uri`), checked before MLflow touches it: a
+    scheme of STORE_SCHEMES; for SQLite an existing folder, and with `must_exist` an existing file (a
+    command that only reads must not leave an empty mlflow.db behind); a server that answers within
+    `wait_s` (default STORE_WAIT_S). Returns the URI; raises StoreURIError or parallel.net.NoAnswer."""
+    import urllib.parse
+
+    named = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    what = "MLFLOW_TRACKING_URI" if named and not uri else "tracking URI"
+    uri = tracking_uri(uri)
+    scheme = urllib.parse.urlsplit(uri).scheme.lower().split("+")[0]
+    if scheme in ("", "file"):
+        raise StoreURIError(f"{what} {uri!r}: MLflow 3 keeps no runs in a file store (a plain path or file:); "
+                            f"use {STORE_FORMS}")
+    if scheme not in STORE_SCHEMES:
+        raise StoreURIError(f"{what} {uri!r}: not a store this project can use; allowed: {STORE_FORMS}")
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir():
+            raise StoreURIError(f"{what} {uri!r}: the folder {db.parent} does not exist; create it first")
+        if must_exist and not db.is_file():
+            raise StoreURIError(f"no MLflow store at {db} ({what} {uri}) yet: run `make search` first, or set "
+                                "MLFLOW_TRACKING_URI to the store that holds the study")
+    if scheme in ("http", "https"):
+        from .parallel.net import wait_http
+
+        wait_http(uri, STORE_WAIT_S if wait_s is None else wait_s)
+    return uri
+
+
 def mark_stale_runs(c, experiment_id: str, status: str = schema.RUN_KILLED) -> int:
     """End runs left RUNNING by a killed process; returns how many."""
     runs = c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
