@@ -128,7 +128,7 @@ def cmd_train(args) -> int:
     from .train import train_one
 
     train_one(variant=args.variant, run_id=args.run, dataset=args.dataset, epochs=args.epochs,
-              data_dir=args.data_dir, save=args.save)
+              data_dir=args.data_dir, save=args.save, seed=args.seed)
     return 0
 
 
@@ -236,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--variant")
     g.add_argument("--run", help="an MLflow run id whose parameters to rebuild")
     s.add_argument("--dataset")
-    s.add_argument("--epochs", type=int)
+    s.add_argument("--epochs", type=int, help="default: the variant's, or the trial's (a Hyperband trial's budget)")
+    s.add_argument("--seed", type=int, help="seeds the weights and the shuffling (default: the variant's or the "
+                                            "trial's); a trial's data split keeps its study's seed")
     s.add_argument("--data-dir")
     s.add_argument("--save", help="write the trained model to this .keras file")
     s.set_defaults(func=cmd_train)
