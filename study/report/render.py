@@ -267,11 +267,42 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 """
 
 
-def render_html(markdown_text: str, folder: Path, title: str) -> str:
-    """report.md as one self-contained HTML page (figures embedded as data URIs)."""
+# Link targets a report may point at: the MLflow UI, and figures beside it (no scheme).
+_SAFE_SCHEMES = ("http", "https", "")
+
+
+def _text_only_markdown():
+    """A Markdown extension for text from the store (study and run names, tags, params, failure
+    reasons): no raw HTML passes through, so `<script>` and `&` come out escaped like any other text,
+    and a link only goes to http(s) or a file beside the report (never `javascript:`)."""
+    import urllib.parse
+
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    class Links(markdown.treeprocessors.Treeprocessor):
+        def run(self, root):
+            for element in root.iter():
+                for attribute in ("href", "src"):
+                    target = element.get(attribute)
+                    if target is not None and urllib.parse.urlsplit(target).scheme.lower() not in _SAFE_SCHEMES:
+                        del element.attrib[attribute]
+
+    class TextOnly(markdown.extensions.Extension):
+        def extendMarkdown(self, md):
+            md.preprocessors.deregister("html_block")
+            md.inlinePatterns.deregister("html")
+            md.treeprocessors.register(Links(md), "safe_links", 1)
+
+    return TextOnly()
+
+
+def render_html(markdown_text: str, folder: Path, title: str) -> str:
+    """report.md as one self-contained HTML page (figures embedded as data URIs). Every character of the
+    markdown's text is escaped on the way (see `_text_only_markdown`): what a store holds never becomes
+    markup."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", _text_only_markdown()])
 
     def embed(match: re.Match) -> str:
         path = folder / html.unescape(match.group(2))
