@@ -119,7 +119,10 @@ CHAMPION_ALIAS = "champion"
 
 
 def registered_model_name(study: str) -> str:
-    """The registered model a study's searches add versions to."""
-    return f"{REGISTERED_MODEL_PREFIX}{study}"
+    """The registered model a study's searches add versions to (the study's name as its folder name:
+    the name itself, for every name a search accepts)."""
+    from .files import folder_name
+
+    return f"{REGISTERED_MODEL_PREFIX}{folder_name(study)}"
 SPACE_DIR = "space"
 REPORT_DIR = "report"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import schema
+from .files import name_problem
 from .space import Space, StudySettings
 
 log = logging.getLogger("study.search")
@@ -93,10 +94,32 @@ def default_study_name(space: Space, settings: StudySettings) -> str:
 
 
 def study_name(space: Space, settings: StudySettings, study: str | None = None) -> str:
-    study = study or default_study_name(space, settings)
-    if not study or "/" in study:
-        raise SearchError(f"study name {study!r}: use letters, digits, '-', '_' and '.'")
-    return study
+    """The study's name, which becomes one folder in logs/, logs/.keras-tuner/ and reports/ (files.NAME_RULE)."""
+    problem = name_problem(study or default_study_name(space, settings))
+    if problem:
+        where = "--name" if study else f"the study name taken from {space.path.name} (give --name)"
+        raise SearchError(f"{where} {problem}")
+    return study or default_study_name(space, settings)
+
+
+def study_folder(log_dir: str | Path, study: str) -> Path:
+    """The study's tuner folder, logs/.keras-tuner/<study>/ (what a resume reads)."""
+    return Path(log_dir) / TUNER_DIRNAME / study
+
+
+def remove_study_folder(log_dir: str | Path, study: str) -> None:
+    """--fresh: remove the study's tuner folder, and nothing else: never a link, nor a folder that
+    resolves anywhere but <log_dir>/.keras-tuner/<study>."""
+    import shutil
+
+    folder = study_folder(log_dir, study)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    root = (Path(log_dir) / TUNER_DIRNAME).resolve()
+    if name_problem(study) or folder.is_symlink() or folder.resolve() != root / study or not folder.is_dir():
+        raise SearchError(f"--fresh: {folder} is not study {study!r}'s own folder in {root} (a link, or not a "
+                          "folder): left as it is; remove it yourself to start over")
+    shutil.rmtree(folder)
 
 
 def _search_id(project_dir: Path, fresh: bool) -> str:
@@ -131,18 +154,16 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     Shared by the single-process search and the parallel launcher. On --fresh the tuner folder is
     cleared here, before the new search id is written into it, so build the tuner with overwrite=False.
     """
-    import shutil
-
     from . import tracking
     from .data import prepare_data
     from .devices import describe_devices
 
     space, settings, study = request.space, request.settings, request.name
     log_dir = Path(request.log_dir)
-    project_dir = log_dir / TUNER_DIRNAME / study
+    project_dir = study_folder(log_dir, study)
     resumed = (project_dir / "oracle.json").exists() and not request.fresh
-    if request.fresh and project_dir.exists():
-        shutil.rmtree(project_dir)
+    if request.fresh:
+        remove_study_folder(log_dir, study)
     search_id = _search_id(project_dir, request.fresh)
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, request.data_dir)

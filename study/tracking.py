@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import schema
+from .files import folder_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -77,14 +78,10 @@ def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
     root = _local_artifact_root(store_uri or c.tracking_uri)
     return c.create_experiment(
         name,
-        artifact_location=f"{root}/{_safe(name)}" if root else None,
+        artifact_location=f"{root}/{folder_name(name)}" if root else None,
         # Marks the experiment as classic model training for MLflow's own tools.
         tags={schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_TRAINING},
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
 def git_commit(cwd: str | Path = ".") -> str:

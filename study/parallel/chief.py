@@ -23,7 +23,6 @@ import io
 import math
 import os
 import queue
-import shutil
 import socket
 import time
 import uuid
@@ -32,7 +31,7 @@ from pathlib import Path
 from .. import kt_compat, schema
 from ..devices import gpu_assignment, visible_gpu_ids
 from ..kt_compat import TrialStatus
-from ..search import TUNER_DIRNAME, SearchError, StudyRequest
+from ..search import TUNER_DIRNAME, SearchError, StudyRequest, remove_study_folder
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, exit_text, parse_workers,
@@ -219,8 +218,8 @@ def launch(request: StudyRequest, echo=print):
             "PostgreSQL backend store and set MLFLOW_TRACKING_URI=http://HOST:PORT on every machine")
     log_dir = Path(request.log_dir).resolve()
     project_dir = log_dir / TUNER_DIRNAME / study
-    if request.fresh and project_dir.exists():
-        shutil.rmtree(project_dir)  # open_study then writes a new search id into the empty folder
+    if request.fresh:
+        remove_study_folder(log_dir, study)  # open_study then writes a new search id into the empty folder
     project_dir.mkdir(parents=True, exist_ok=True)
 
     env_before = {k: os.environ.get(k) for k in ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "TF_FORCE_GPU_ALLOW_GROWTH")}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import kt_compat, schema
 from ..devices import gpu_assignment, visible_gpu_ids
+from ..files import name_problem
 from ..search import TUNER_DIRNAME, SearchError
 from .chief import LAUNCH_ENV
 from .net import hostport, parse_address, wait_http, wait_port
@@ -123,6 +124,10 @@ class WorkerRequest:
 
 def run_worker(request: WorkerRequest) -> int:
     """One worker process, or with `--workers N` a supervisor of N of them."""
+    for flag, name in (("--study", request.study), ("--tuner-id", request.tuner_id)):
+        problem = name_problem(name) if name is not None else None
+        if problem:  # both name files and folders under --log-dir
+            raise SearchError(f"{flag} {problem}")
     host, port = parse_address(request.oracle, need_port=True, what="--oracle")
     n = parse_workers(request.workers, allow_zero=False)
     with sigterm_as_interrupt(exit_after=5.0 if n == 1 else None):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema
+from ..files import folder_name
 from .figures import FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
 from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
@@ -320,9 +321,8 @@ def render_html(markdown_text: str, folder: Path, title: str) -> str:
 
 
 def study_dir(out_root: str | os.PathLike, study: str) -> Path:
-    """reports/<study>/ (the study name made safe for a folder name)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study)
-    return Path(out_root) / safe
+    """reports/<study>/: one folder inside out_root whatever the name holds (files.folder_name)."""
+    return Path(out_root) / folder_name(study)
 
 
 def _is_generated(file_name: str) -> bool:
