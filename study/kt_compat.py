@@ -19,6 +19,37 @@ TrialStatus = kt.engine.trial.TrialStatus
 Trial = kt.engine.trial.Trial
 
 
+def write_state_atomically() -> None:
+    """keras-tuner writes its state (oracle.json, tuner0.json, every trial_<id>/trial.json, build_config.json)
+    in place through one function, `keras_tuner.src.utils.save_json` (called as `utils.save_json` by
+    Stateful.save, Oracle.save / _save_trial via Trial.save, and Tuner.run_trial): a full disk or a kill
+    mid-write left a truncated file that every resume then failed on. Local paths now go through
+    files.write_atomic (a temporary file in the same folder, fsync, os.replace); other file systems
+    (gs://...) keep keras-tuner's own writer. Applied once, when this module is imported."""
+    import json
+
+    from keras_tuner.src import utils as kt_utils
+
+    from .files import write_atomic
+
+    original = kt_utils.save_json
+    if getattr(original, "writes_atomically", False):
+        return
+
+    def save_json(path, obj):
+        if "://" in str(path):
+            return original(path, obj)
+        text = json.dumps(obj)
+        write_atomic(path, text)
+        return text
+
+    save_json.writes_atomically = True
+    kt_utils.save_json = save_json
+
+
+write_state_atomically()
+
+
 def set_debug(debug: bool) -> None:
     """keras-tuner prints a traceback for every failed trial unless its DEBUG flag is off."""
     from keras_tuner.src import config as kt_config

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import schema
-from .files import name_problem
+from .files import full_path, is_disk_full, name_problem, write_atomic
 from .space import Space, StudySettings
 
 log = logging.getLogger("study.search")
@@ -129,8 +129,52 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
         return marker.read_text().strip()
     project_dir.mkdir(parents=True, exist_ok=True)
     search_id = uuid.uuid4().hex[:12]
-    marker.write_text(search_id + "\n")
+    write_atomic(marker, search_id + "\n")
     return search_id
+
+
+@contextlib.contextmanager
+def no_space_as_error(log_dir: str | Path):
+    """A full disk, wherever the study was writing (tuner state, checkpoints, TensorBoard, MLflow), as one
+    line; the parent run has ended FAILED by then, and finished trials are kept."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        where = full_path(exc) or str(Path(log_dir).resolve())
+        raise SearchError(f"no space left on the device holding {where}: free some space and run the same "
+                          "command again to resume") from exc
+
+
+MIN_FREE_BYTES = 64 * 2**20  # a trial writes checkpoints and event files; TensorFlow's writers crash on a full disk
+
+
+def guard_trials(tuner, tracker, log_dir: str | Path, echo=print) -> None:
+    """Two guards around each trial of this tuner instance (keras-tuner's classes stay as they are): a trial
+    whose run finished but whose process ended before the oracle heard is reported from its run, not
+    trained (and logged) again; and no trial starts on a device with almost no space left."""
+    import errno
+    import shutil
+
+    from .tuner import DiskFull
+
+    run_trial = tuner.run_trial
+
+    def guarded_run_trial(trial, *args, **kwargs):
+        done = tracker.completed_run_of_trial(trial.trial_id)
+        if done is not None and schema.BEST_VAL_ACCURACY in done.data.metrics:
+            echo(f"trial {trial.trial_id} already finished (run {done.info.run_id}): reporting it, not re-running")
+            if getattr(tuner, "progress", None) is not None:  # no progress line of its own: counted as done
+                tuner.progress.done += 1
+            return {schema.OBJECTIVE: done.data.metrics[schema.BEST_VAL_ACCURACY]}
+        free = shutil.disk_usage(log_dir).free
+        if free < MIN_FREE_BYTES:
+            raise DiskFull(f"trial {trial.trial_id} not started") from OSError(
+                errno.ENOSPC, f"No space left on device ({free // 2**20} MB free)", str(Path(log_dir).resolve()))
+        return run_trial(trial, *args, **kwargs)
+
+    tuner.run_trial = guarded_run_trial
 
 
 @dataclass
@@ -205,17 +249,20 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     return OpenedStudy(study, log_dir, project_dir, search_id, resumed, ds, (x_tr, y_tr), (x_val, y_val), tracker)
 
 
-def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None):
-    """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh)."""
+def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, echo=print):
+    """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh),
+    its trials guarded (guard_trials)."""
     from .tuner import LeNetHyperModel, make_tuner
 
     settings = request.settings
-    return make_tuner(
+    tuner = make_tuner(
         settings.tuner, hypermodel=LeNetHyperModel(settings, opened.ds.input_shape, len(opened.train[1])),
         hyperparameters=request.space.hyperparameters(), settings=settings, tracker=opened.tracker,
         progress=progress, directory=str(opened.log_dir / TUNER_DIRNAME), project_name=opened.study,
         overwrite=False, start=request.space.start_values(),
     )
+    guard_trials(tuner, opened.tracker, opened.log_dir, echo)
+    return tuner
 
 
 def search_callbacks(log_dir: str | Path, study: str) -> list:
@@ -247,16 +294,17 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
     """`lenet-study search SPACE` with one worker: every trial in this process."""
     from .tuner import Progress, gc_frozen
 
-    opened = open_study(request, echo=echo)
-    (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
-    with opened.tracker.parent_status(), interrupt_note(echo):
-        progress = Progress(None, echo=echo)
-        tuner = make_study_tuner(request, opened, progress)
-        announce_resume(tuner, progress, request, echo)
-        with gc_frozen():  # keras-tuner's two collections per model build then skip the libraries and the data
-            tuner.search(x_tr, y_tr, validation_data=(x_val, y_val),
-                         callbacks=search_callbacks(opened.log_dir, opened.study), verbose=0)
-            return finish_study(tuner, opened, request.settings, echo)
+    with no_space_as_error(request.log_dir):
+        opened = open_study(request, echo=echo)
+        (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
+        with opened.tracker.parent_status(), interrupt_note(echo):
+            progress = Progress(None, echo=echo)
+            tuner = make_study_tuner(request, opened, progress, echo)
+            announce_resume(tuner, progress, request, echo)
+            with gc_frozen():  # keras-tuner's two collections per model build then skip the libraries and the data
+                tuner.search(x_tr, y_tr, validation_data=(x_val, y_val),
+                             callbacks=search_callbacks(opened.log_dir, opened.study), verbose=0)
+                return finish_study(tuner, opened, request.settings, echo)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import keras
 import keras_tuner as kt
 
 from . import kt_compat, schema
+from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
 from .space import StudySettings, resolve_config
@@ -158,6 +159,11 @@ def is_recipe(config: LeNetConfig, variant: str) -> bool:
     return config.replace(epochs=recipe.epochs, seed=recipe.seed) == recipe
 
 
+class DiskFull(kt.errors.FatalError):
+    """No space left where the study writes: keras-tuner stops the search (a FatalError) instead of
+    failing every trial that follows; the search says so in one line (search.no_space_as_error)."""
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:500]
@@ -282,6 +288,10 @@ class TrackedMixin:
             self.tracker.fail_trial(run_id, "fatal keras-tuner error", schema.STOP_ERROR)
             raise
         except Exception as exc:  # a failing trial is recorded and the study goes on
+            if is_disk_full(exc):  # ...unless nothing more can be written: it stops, and runs again on resume
+                with contextlib.suppress(Exception):
+                    self.tracker.kill_trial(run_id)
+                raise DiskFull(f"trial {trial.trial_id} stopped") from exc
             self.tracker.fail_trial(run_id, _one_line(exc), schema.STOP_ERROR,
                                     extra={"wall_time_s": time.monotonic() - started})
             self._last["note"] = _one_line(exc)[:80]

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import kt_compat, schema
 from ..devices import gpu_assignment, visible_gpu_ids
 from ..files import name_problem
-from ..search import TUNER_DIRNAME, SearchError
+from ..search import TUNER_DIRNAME, SearchError, no_space_as_error
 from .chief import LAUNCH_ENV
 from .net import hostport, parse_address, wait_http, wait_port
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers, sigterm_as_interrupt,
@@ -130,7 +130,7 @@ def run_worker(request: WorkerRequest) -> int:
             raise SearchError(f"{flag} {problem}")
     host, port = parse_address(request.oracle, need_port=True, what="--oracle")
     n = parse_workers(request.workers, allow_zero=False)
-    with sigterm_as_interrupt(exit_after=5.0 if n == 1 else None):
+    with sigterm_as_interrupt(exit_after=5.0 if n == 1 else None), no_space_as_error(request.log_dir):
         if n == 1:
             return work(request, host, port)
         return supervise_workers(request, host, port, n)
@@ -140,7 +140,7 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     """One worker process: ask the oracle for trials until it says stop, log each as a child run."""
     from .. import tracking
     from ..data import prepare_data
-    from ..search import search_callbacks
+    from ..search import guard_trials, search_callbacks
     from ..tuner import LeNetHyperModel, Progress, gc_frozen, make_tuner
 
     watch_supervisor()
@@ -167,7 +167,8 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
         progress=Progress(None, echo=echo), directory=str(log_dir / TUNER_DIRNAME), project_name=joined.study,
         overwrite=False,  # never: the folder may be the chief's
     )
-    _patch_worker_tuner(tuner, tracker, echo)
+    _patch_worker_tuner(tuner)
+    guard_trials(tuner, tracker, log_dir, echo)
     wait_port(host, port)
     with gc_frozen():  # keras-tuner's two collections per trial then skip the libraries and the data
         tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, joined.study),
@@ -176,8 +177,9 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     return 0
 
 
-def _patch_worker_tuner(tuner, tracker, echo) -> None:
-    """Two guards on a worker's tuner instance (keras-tuner's classes stay as they are)."""
+def _patch_worker_tuner(tuner) -> None:
+    """A guard on a worker's tuner instance (keras-tuner's classes stay as they are); search.guard_trials
+    adds the ones every study's tuner has."""
     create_trial = tuner.oracle.create_trial
 
     def create_trial_patient(tuner_id):
@@ -187,19 +189,6 @@ def _patch_worker_tuner(tuner, tracker, echo) -> None:
         return trial
 
     tuner.oracle.create_trial = create_trial_patient
-
-    run_trial = tuner.run_trial
-
-    def run_trial_once(trial, *args, **kwargs):
-        # A trial whose run finished but whose process died before telling the oracle comes back to its
-        # worker: report the recorded result instead of training (and logging) it a second time.
-        done = tracker.completed_run_of_trial(trial.trial_id)
-        if done is not None and schema.BEST_VAL_ACCURACY in done.data.metrics:
-            echo(f"trial {trial.trial_id} already finished (run {done.info.run_id}): reporting it, not re-running")
-            return {schema.OBJECTIVE: done.data.metrics[schema.BEST_VAL_ACCURACY]}
-        return run_trial(trial, *args, **kwargs)
-
-    tuner.run_trial = run_trial_once
 
 
 def supervise_workers(request: WorkerRequest, host: str, port: int, n: int) -> int:
