@@ -134,6 +134,15 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
 
 
 @contextlib.contextmanager
+def claim_study(request: StudyRequest):
+    """Before anything is changed: the study's lock (one chief at a time)."""
+    from .lock import StudyLock
+
+    with StudyLock(request.log_dir, request.name):
+        yield
+
+
+@contextlib.contextmanager
 def no_space_as_error(log_dir: str | Path):
     """A full disk, wherever the study was writing (tuner state, checkpoints, TensorBoard, MLflow), as one
     line; the parent run has ended FAILED by then, and finished trials are kept."""
@@ -294,7 +303,7 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
     """`lenet-study search SPACE` with one worker: every trial in this process."""
     from .tuner import Progress, gc_frozen
 
-    with no_space_as_error(request.log_dir):
+    with no_space_as_error(request.log_dir), claim_study(request):
         opened = open_study(request, echo=echo)
         (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
         with opened.tracker.parent_status(), interrupt_note(echo):

@@ -31,7 +31,8 @@ from pathlib import Path
 from .. import kt_compat, schema
 from ..devices import gpu_assignment, visible_gpu_ids
 from ..kt_compat import TrialStatus
-from ..search import TUNER_DIRNAME, SearchError, StudyRequest, remove_study_folder
+from ..search import (TUNER_DIRNAME, SearchError, StudyRequest, claim_study, no_space_as_error,
+                      remove_study_folder)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, exit_text, parse_workers,
@@ -200,6 +201,7 @@ def launch(request: StudyRequest, echo=print):
     Start-up order is chosen for a 2-core machine: the tracking server and the workers start
     first (each needs ~10 s to import MLflow/TensorFlow), while this process opens the study.
     A worker finds the parent run by the launch id it was given, and waits for the oracle's port.
+    The flags are checked first; from then on the chief holds the study's lock (search.claim_study).
     """
     from .. import tracking
 
@@ -211,11 +213,22 @@ def launch(request: StudyRequest, echo=print):
         raise SearchError("--workers 0 runs the chief only: give --oracle-bind HOST:PORT for remote workers to join")
     threads = request.threads or max(1, cpu_cores() // max(n, 1))
     user_uri = tracking.tracking_uri(request.tracking_uri)
-    local_store = user_uri.startswith("sqlite:")
-    if local_store and remote_ok:
+    if user_uri.startswith("sqlite:") and remote_ok:
         raise SearchError(
             f"remote workers cannot write to the local store {user_uri}: run `mlflow server` with a "
             "PostgreSQL backend store and set MLFLOW_TRACKING_URI=http://HOST:PORT on every machine")
+    with no_space_as_error(request.log_dir), claim_study(request):
+        return _start(request, study=study, n=n, threads=threads, bind=(bind_host, bind_port), remote_ok=remote_ok,
+                      user_uri=user_uri, echo=echo)
+
+
+def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tuple[str, int], remote_ok: bool,
+           user_uri: str, echo):
+    """`launch` once its flags are checked and the study is this process's."""
+    from .. import tracking
+
+    bind_host, bind_port = bind
+    local_store = user_uri.startswith("sqlite:")
     log_dir = Path(request.log_dir).resolve()
     project_dir = log_dir / TUNER_DIRNAME / study
     if request.fresh:
