@@ -133,12 +133,47 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
     return search_id
 
 
+# What defines a study: resuming it with another value would mix trials of two studies. max_trials may
+# change (more trials of the same study); test_eval and final_epochs act after the search.
+DEFINING_SETTINGS = ("dataset", "tuner", "epochs", "patience", "executions_per_trial", "seed", "val_fraction",
+                     "hyperband_factor", "train_samples", "stop_at_chance")
+
+
+def check_resume(request: StudyRequest, data_digest: str | None = None) -> None:
+    """Refuse to resume a study whose trials ran with another space file, other defining settings or
+    other data than this request's (recorded on the current search's latest parent run). Reads only."""
+    from . import tracking
+
+    project_dir = study_folder(request.log_dir, request.name)
+    marker = project_dir / "search_id"
+    if request.fresh or not marker.exists() or not any(project_dir.glob("trial_*/trial.json")):
+        return
+    parent = tracking.latest_search_parent(tracking.client(request.tracking_uri), request.name,
+                                           marker.read_text().strip())
+    if parent is None:
+        return
+    params, tags = parent.data.params, parent.data.tags
+    now = request.settings.to_params()
+    changed = [f"{key} {params[key]} → {now[key]}" for key in DEFINING_SETTINGS
+               if key in params and params[key] != now[key]]
+    if tags.get(schema.SPACE_DIGEST) not in (None, request.space.digest):
+        changed.append(f"space file {request.space.path} (sha256 {tags[schema.SPACE_DIGEST][:12]} → "
+                       f"{request.space.digest[:12]})")
+    recorded_data = tags.get(f"{schema.DATA_PREFIX}digest")
+    if data_digest and recorded_data not in (None, data_digest):
+        changed.append(f"data (digest {recorded_data[:12]} → {data_digest[:12]})")
+    if changed:
+        raise SearchError(f"study {request.name!r} has trials run with other settings: {', '.join(changed)}; "
+                          "resume it as it was, start it over with --fresh, or run this as another --name")
+
+
 @contextlib.contextmanager
 def claim_study(request: StudyRequest):
-    """Before anything is changed: the study's lock (one chief at a time)."""
+    """Before anything is changed: the study's lock (one chief at a time), then the resume check."""
     from .lock import StudyLock
 
     with StudyLock(request.log_dir, request.name):
+        check_resume(request)
         yield
 
 
@@ -204,8 +239,10 @@ class OpenedStudy:
 def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None = None) -> OpenedStudy:
     """Everything before the first trial: folders, search id, data, and the parent run with data and space.
 
-    Shared by the single-process search and the parallel launcher. On --fresh the tuner folder is
-    cleared here, before the new search id is written into it, so build the tuner with overwrite=False.
+    Shared by the single-process search and the parallel launcher, which hold the study's lock
+    (claim_study). On --fresh the tuner folder is cleared here, before the new search id is written
+    into it, so build the tuner with overwrite=False. A resume on other data is refused before the
+    parent run starts.
     """
     from . import tracking
     from .data import prepare_data
@@ -217,10 +254,11 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     resumed = (project_dir / "oracle.json").exists() and not request.fresh
     if request.fresh:
         remove_study_folder(log_dir, study)
-    search_id = _search_id(project_dir, request.fresh)
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, request.data_dir)
     prov = ds.provenance
+    check_resume(request, data_digest=prov.digest)
+    search_id = _search_id(project_dir, request.fresh)
     devices = describe_devices()
     echo(
         f"study {study!r}: {settings.tuner} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "

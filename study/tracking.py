@@ -219,6 +219,18 @@ def study_parents(c, experiment_ids: list[str], *, running: bool = False, launch
                          order_by=["attributes.start_time DESC"])
 
 
+def latest_search_parent(c, study: str, search_id: str):
+    """The newest parent run of one search of `study` (what a resume of that search is compared with),
+    or None when the store holds none. Reads only: no experiment is created."""
+    exp = c.get_experiment_by_name(study)
+    if exp is None:
+        return None
+    runs = c.search_runs([exp.experiment_id], filter_string=_all(_tag_is(schema.ROLE, schema.ROLE_STUDY),
+                                                                 _tag_is(schema.SEARCH_ID, search_id)),
+                         max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
 def trial_runs(c, experiment_id: str, search_id: str | None = None, *, trial_id: str | None = None,
                completed: bool = False, max_results: int = 5000) -> list:
     """Child runs (ROLE=trial) of an experiment, newest first: of one search, of one trial id, or only
