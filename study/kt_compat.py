@@ -57,6 +57,16 @@ def set_debug(debug: bool) -> None:
     kt_config.DEBUG = debug
 
 
+class DeclaredSpace:
+    """Tuner mixin: the space is declared whole before the search (space.Space.hyperparameters), so
+    keras-tuner's first exploration of it, which builds a model with the default values for every
+    condition (`Tuner._populate_initial_space`), is skipped: it finds nothing new, costs a model build
+    per tuner, and fails outright where the defaults make no possible LeNet-5."""
+
+    def _populate_initial_space(self):
+        return None
+
+
 # --------------------------------------------------------------------------- oracle internals
 
 

@@ -53,7 +53,7 @@ ALLOWED_VALUES: dict[str, tuple] = {
     "loss": m.LOSSES,
     "optimizer": m.OPTIMIZERS,
     "input_scaling": tuple(m.INPUT_SCALINGS),
-    "augment": tuple(m.AUGMENTS),
+    "augment": tuple(m.AUGMENTS) + ("auto",),
     "lr_schedule": m.LR_SCHEDULES,
     "batch_norm": (False, True),
     "variant": tuple(VARIANTS),
@@ -61,6 +61,11 @@ ALLOWED_VALUES: dict[str, tuple] = {
 # Augment levels that mirror images: a mirrored digit is another symbol, so only Fashion-MNIST takes them.
 FLIP_AUGMENTS = tuple(name for name, (_, _, _, flip) in m.AUGMENTS.items() if flip)
 FLIP_DATASETS = ("fashion_mnist",)
+# `augment: auto` in a space file: each dataset's usual augmentation, resolved before the config is
+# built (the trial's logged parameter is the level it resolved to). Digits are shifted and rotated;
+# clothes are shifted and mirrored (a rotated shirt is rare in the data, a mirrored one common).
+AUTO_AUGMENT = {"fashion_mnist": "flip-shift"}
+AUTO_AUGMENT_DEFAULT = "shift-rotate"
 KNOBS = tuple(_KNOB_KINDS) + ("variant",)
 KNOB_TYPES = ("choice", "int", "float", "fixed")
 SPEC_KEYS = set(KNOB_TYPES) | {"sampling", "step", "when"}
@@ -562,6 +567,8 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
             value = m.parse_widths(value)
         elif _KNOB_KINDS[key] is bool:  # keras-tuner holds a Choice of [false, true] as 0 and 1
             value = bool(value)
+        elif key == "augment" and value == "auto":
+            value = AUTO_AUGMENT.get(settings.dataset if settings else "mnist", AUTO_AUGMENT_DEFAULT)
         changes[key] = value
     if "optimizer" in changes and changes["optimizer"] != "sgd" and "momentum" not in changes:
         changes["momentum"] = 0.0

@@ -245,7 +245,7 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class TrackedMixin:
+class TrackedMixin(kt_compat.DeclaredSpace):
     """Wraps keras-tuner's run_trial in an MLflow child run; placed before a keras-tuner tuner class."""
 
     def __init__(self, *args, tracker: StudyTracker, settings: StudySettings, progress: Progress | None = None,
@@ -375,18 +375,34 @@ class TrackedGridSearch(TrackedMixin, kt.Tuner):
     pass
 
 
-def start_with(tuner, values: list[dict[str, Any]]):
-    """Make the tuner's oracle propose `values` (complete hyperparameter values) first, in order; a
-    resumed study counts the trials it already has. Random and Bayesian oracles only."""
-    if not values:
-        return tuner
+POSSIBLE_TRIES = 50  # proposals an oracle may make for one trial before an impossible one is run (and fails)
+
+
+def start_with(tuner, values: list[dict[str, Any]], settings: StudySettings | None = None):
+    """Make the tuner's oracle propose `values` (complete hyperparameter values) first, in order (a
+    resumed study counts the trials it already has), then its own proposals, skipping those that make
+    no possible LeNet-5 (e.g. valid padding, 5x5 kernels and a convolutional C5): keras-tuner would
+    spend a trial of the budget on each. Random and Bayesian oracles only."""
     oracle = tuner.oracle
     own = oracle.populate_space
+
+    def possible(response) -> bool:
+        if response.get("status") != TrialStatus.RUNNING or not response.get("values"):
+            return True
+        try:
+            resolve_config(response["values"], settings)
+        except ConfigError:
+            return False
+        return True
 
     def populate_space(trial_id):
         tried = len([t for t in oracle.trials if t != trial_id])
         if tried < len(values):
             return {"status": TrialStatus.RUNNING, "values": dict(values[tried])}
+        for _ in range(POSSIBLE_TRIES - 1):
+            response = own(trial_id)
+            if possible(response):
+                return response
         return own(trial_id)
 
     oracle.populate_space = populate_space
@@ -413,13 +429,13 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
         executions_per_trial=settings.executions_per_trial,
     )
     if tuner == "random":
-        return start_with(TrackedRandomSearch(max_trials=settings.max_trials, **common, **tkw), start)
+        return start_with(TrackedRandomSearch(max_trials=settings.max_trials, **common, **tkw), start, settings)
     if tuner == "bayesian":
         # keras-tuner's default, 3 random points per dimension, would spend a small budget on random
         # trials only; a third of the budget (the start_with configurations among them) then the GP.
         initial = max(3, len(start), settings.max_trials // 3)
         return start_with(TrackedBayesianOptimization(max_trials=settings.max_trials, num_initial_points=initial,
-                                                      **common, **tkw), start)
+                                                      **common, **tkw), start, settings)
     if tuner == "hyperband":
         t = TrackedHyperband(max_epochs=settings.epochs, factor=settings.hyperband_factor, **common, **tkw)
         # Hyperband's budget is max_epochs x factor; max_trials caps it as well.

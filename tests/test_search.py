@@ -404,3 +404,25 @@ def test_time_left_is_counted_in_the_epochs_the_plan_still_holds(monkeypatch):
     plan = kt_compat.hyperband_trial_epochs(oracle)
     assert len(plan) == kt_compat.hyperband_schedule_size(oracle) == 23
     assert plan[:9] == [1] * 9 and plan[9:12] == [2] * 3 and plan[12] == 6 and plan[-3:] == [9] * 3
+
+
+def test_the_oracle_skips_configurations_that_make_no_lenet(tmp_path, run_study, runs_by_role):
+    space_file = tmp_path / "shapes.yaml"
+    space_file.write_text("study:\n  dataset: mnist-5k\n  train_samples: 300\n  tuner: random\n  max_trials: 3\n"
+                          "  epochs: 1\n  val_fraction: 0.25\n  seed: 3\nspace:\n  c1_padding: {fixed: valid}\n"
+                          "  c5: {choice: [conv, dense]}\n  activation: {choice: [relu, tanh, sigmoid]}\n"
+                          "  learning_rate: {float: [0.0005, 0.005], sampling: log}\n")
+    result, lines = run_study(tmp_path, space_path=space_file)
+    _, children = runs_by_role(tmp_path, "shapes", schema.ROLE_TRIAL)
+    # valid padding + 5x5 kernels + a convolutional C5 leaves no map: never proposed, every trial trains.
+    assert len(children) == 3 and result.completed == 3 and result.failed == 0
+    assert {c.data.params["c5"] for c in children} == {"dense"}
+
+
+def test_augment_auto_is_each_datasets_usual_augmentation():
+    from study.space import StudySettings, resolve_config
+
+    assert resolve_config({"augment": "auto"}, StudySettings(dataset="mnist")).augment == "shift-rotate"
+    assert resolve_config({"augment": "auto"}, StudySettings(dataset="fashion_mnist")).augment == "flip-shift"
+    space = load_space(ROOT / "search_spaces" / "lenet.yaml")
+    assert "auto" in space.knobs["augment"]["values"]
