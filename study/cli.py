@@ -24,12 +24,12 @@ def _user_errors():
     from .report import ReportError
     from .search import SearchError
     from .space import SpaceError
-    from .tracking import StoreURIError
+    from .tracking import StoreUnavailable, StoreURIError
     from .train import TrainError
     from .variants import UnknownVariant
 
     return (DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, ReportError, PredictError,
-            BenchError, StoreURIError, UsageError, FileNotFoundError)
+            BenchError, StoreUnavailable, StoreURIError, UsageError, FileNotFoundError)
 
 
 class UsageError(ValueError):

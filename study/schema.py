@@ -25,7 +25,7 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
           documented variant's recipe, BASE_VARIANT when the space changed that recipe, and
           the tuner/* keys Hyperband adds
   tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, TRIAL_STATUS (TRIAL_STATUSES),
-          STOP_REASON (STOP_REASONS), FAILURE_REASON
+          STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES
   name    "trial <id>: <its knobs>" (the progress line's label)
 
 Final run (tag ROLE = ROLE_FINAL, TRIAL_ID = FINAL_TRIAL_ID, with final_epochs): the best trial's
@@ -48,6 +48,8 @@ DATA_PREFIX = "lenet.data."  # + name, resolved, source, n_train, n_test, digest
 TRIAL_ID = "lenet.trial_id"
 TRIAL_STATUS = "lenet.trial_status"
 FAILURE_REASON = "lenet.failure_reason"
+# keras-tuner's own values of the trial, as JSON: what a damaged trial file is rebuilt from (study/state.py).
+TRIAL_VALUES = "lenet.trial_values"
 STOP_REASON = "lenet.stop_reason"
 VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
 WORKER = "lenet.worker"

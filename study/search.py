@@ -201,12 +201,13 @@ def guard_trials(tuner, tracker, log_dir: str | Path, echo=print) -> None:
     import errno
     import shutil
 
-    from .tuner import DiskFull
+    from .tuner import DiskFull, store_loss_stops_the_search
 
     run_trial = tuner.run_trial
 
     def guarded_run_trial(trial, *args, **kwargs):
-        done = tracker.completed_run_of_trial(trial.trial_id)
+        with store_loss_stops_the_search():  # a store that stays away stops the search; the trial waits
+            done = tracker.completed_run_of_trial(trial.trial_id)
         if done is not None and schema.BEST_VAL_ACCURACY in done.data.metrics:
             echo(f"trial {trial.trial_id} already finished (run {done.info.run_id}): reporting it, not re-running")
             if getattr(tuner, "progress", None) is not None:  # no progress line of its own: counted as done
@@ -503,9 +504,13 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
         tags[schema.BEST_TRIAL_RUN_ID] = best_run.info.run_id
     if final_run is not None:
         tags[schema.FINAL_RUN_ID] = final_run
+    from .tracking import StoreUnavailable
+
     name = schema.registered_model_name(tracker.study)
     try:
         version = tracker.register_champion(model_uri, tags)
+    except StoreUnavailable:  # the store itself is gone: the study stops (one line) and resumes later
+        raise
     except Exception as exc:  # the store's registry is not the study's record: say so and go on
         echo(f"best model not registered as {name} ({str(exc).splitlines()[0][:200]}); it is on the parent "
              f"run {tracker.parent_run_id} as {schema.MODEL_FILE}")

@@ -7,14 +7,22 @@ uses is built here (the queries section), and nothing here or elsewhere sets
 MLflow's process-wide tracking URI for good: the two fluent calls that need it
 (`mlflow.search_runs`, `mlflow.keras.log_model`) run inside `scoped_uri`,
 which puts back what was there. Names of tags and metrics are in `schema.py`.
+
+A study's calls go through `RetryingClient`: a store that does not answer (locked, read-only,
+unreachable, HTTP 5xx) is retried for up to STORE_RETRY_S, then the study stops with
+StoreUnavailable, one line for the user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
+import logging
 import math
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,6 +33,11 @@ from . import schema
 from .files import folder_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# How long one MLflow call of a study is retried while the store does not answer (locked, read-only,
+# unreachable), with pauses growing from 0.5 s to 8 s; then the study stops with StoreUnavailable.
+STORE_RETRY_S = 60.0
+
+log = logging.getLogger("study.tracking")
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -45,6 +58,133 @@ def client(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri(uri))
+
+
+# --------------------------------------------------------------------------- a store that goes away
+
+
+class StoreUnavailable(RuntimeError):
+    """The MLflow store did not answer for STORE_RETRY_S: the study stops in one line; what it has is
+    kept (runs, tuner state), and the same command resumes it."""
+
+    def __init__(self, uri: str, reason: str):
+        self.uri, self.reason = uri, reason
+        super().__init__(f"the MLflow store {uri} is unavailable ({reason}): nothing is lost; run the same "
+                         "command again once it answers")
+
+
+def _http_reason(text: str) -> str:
+    """The gist of a failed HTTP call's message (MLflow quotes urllib3's whole story)."""
+    for pattern, fmt in ((r"too many (\d{3}) error responses", "HTTP {}"), (r"\[Errno -?\d+\] ([^'\")]+)", "{}"),
+                         (r"(timed out|timeout)", "timed out")):
+        found = re.search(pattern, text, re.IGNORECASE)
+        if found:
+            return fmt.format(found.group(1).strip())
+    return " ".join(text.split())[:160]
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the store did not answer, when `exc` means it did not (a call worth retrying), else None.
+
+    Retried: a SQLite/SQLAlchemy/PostgreSQL OperationalError (database locked, read-only, cannot be
+    opened, connection lost), a refused or broken connection, a time-out, an HTTP 5xx from a server.
+    Not retried: a bad request, a run or experiment that does not exist, a full disk (files.is_disk_full)."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    from .files import causes, is_disk_full
+
+    if is_disk_full(exc):
+        return None
+    chain = list(causes(exc))
+    for e in chain:
+        if type(e).__name__ == "OperationalError":  # sqlite3's, SQLAlchemy's (its .orig: the driver's own)
+            return " ".join(str(getattr(e, "orig", None) or e).split("\n")[0].split())[:160]
+    for e in chain:
+        if isinstance(e, (ConnectionError, TimeoutError)) or (
+                type(e).__module__.startswith(("requests", "urllib3"))
+                and type(e).__name__ in ("ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout",
+                                         "MaxRetryError", "RetryError", "ProtocolError")):
+            return _http_reason(str(e))
+        if isinstance(e, MlflowException):
+            if e.error_code == "TEMPORARILY_UNAVAILABLE":
+                return _http_reason(e.message)
+            if e.message.startswith("API request to") and " failed with " in e.message:
+                return _http_reason(e.message)  # MLflow's words for a connection error, time-out or 5xx
+            if isinstance(e, RestException) and e.get_http_status_code() >= 500:
+                return f"HTTP {e.get_http_status_code()}: {_http_reason(e.message)}"
+    return None
+
+
+class _QuietStoreErrors(logging.Filter):
+    """MLflow's SQL store logs a traceback for every OperationalError; RetryingClient says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+class RetryingClient:
+    """An MlflowClient whose every call is retried while the store does not answer (`unavailable_reason`),
+    for up to STORE_RETRY_S, with pauses growing from 0.5 s to 8 s; then StoreUnavailable. The one place
+    a study's MLflow calls are retried: StudyTracker talks to the store through it.
+
+    MLflow's own HTTP client retries a call for about 4 minutes and waits 120 s for an answer; for an
+    HTTP store that is cut (unless the user set them) to no retries and 30 s, so that this budget holds."""
+
+    def __init__(self, inner, uri: str):
+        self._inner = inner
+        self._uri = uri
+        self._single_try = False
+        store_log = logging.getLogger("mlflow.store.db.utils")
+        if not any(isinstance(f, _QuietStoreErrors) for f in store_log.filters):
+            store_log.addFilter(_QuietStoreErrors())
+        if uri.startswith("http"):
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def retried(*args, **kwargs):
+            return self.call(attr, *args, **kwargs)
+
+        return retried
+
+    @contextlib.contextmanager
+    def single_try(self) -> Iterator[None]:
+        """Calls in the block get one try (a store that does not answer: StoreUnavailable at once): for
+        closing calls on the way out of a failure, which must not hold the user up."""
+        before, self._single_try = self._single_try, True
+        try:
+            yield
+        finally:
+            self._single_try = before
+
+    def call(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), retried while the store does not answer."""
+        deadline = time.monotonic() + (0.0 if self._single_try else STORE_RETRY_S)
+        pause, told = 0.5, False
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise StoreUnavailable(self._uri, reason) from exc
+                if not told:
+                    log.warning("the MLflow store %s does not answer (%s); trying again for up to %.0f s",
+                                self._uri, reason, STORE_RETRY_S)
+                    told = True
+                time.sleep(pause)
+                pause = min(pause * 2, 8.0)
+            else:
+                if told:
+                    log.warning("the MLflow store %s answers again", self._uri)
+                return result
 
 
 @contextlib.contextmanager
@@ -410,13 +550,18 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
 
 
 class StudyTracker:
-    """Logs one study invocation: its parent run and a child run per trial."""
+    """Logs one study invocation: its parent run and a child run per trial.
+
+    Every call goes through a RetryingClient: a store that does not answer is retried for up to
+    STORE_RETRY_S, then StoreUnavailable. Closing calls on the way out of a failure (a parent run ended
+    FAILED or KILLED, a trial run KILLED) get one try and never raise: a run they leave RUNNING is
+    marked KILLED when the study next starts (mark_stale_runs)."""
 
     def __init__(self, study: str, uri: str | None = None, parent_run_id: str | None = None,
                  search_id: str = "", worker: str = "main"):
         self.study = study
         self.uri = tracking_uri(uri)
-        self.client = client(self.uri)
+        self.client = RetryingClient(client(self.uri), self.uri)
         self.experiment_id = get_or_create_experiment(self.client, study)
         self.parent_run_id = parent_run_id
         self.search_id = search_id
@@ -451,7 +596,14 @@ class StudyTracker:
             self.client.set_tag(self.parent_run_id, f"{schema.DATA_PREFIX}{key}", str(value))
 
     def end_parent(self, status: str = schema.RUN_FINISHED) -> None:
-        if self.parent_run_id:
+        """End the parent run: FINISHED retried like any call; FAILED or KILLED (on the way out of a
+        failure) one try, never raised."""
+        if not self.parent_run_id:
+            return
+        if status == schema.RUN_FINISHED:
+            self.client.set_terminated(self.parent_run_id, status=status)
+            return
+        with self.client.single_try(), contextlib.suppress(Exception):
             self.client.set_terminated(self.parent_run_id, status=status)
 
     @contextlib.contextmanager
@@ -485,9 +637,13 @@ class StudyTracker:
             model.save(path)
             self.log_parent_artifact(path)
         signature = mlflow.models.infer_signature(example.astype("float32"), model.predict(example, verbose=0))
-        with scoped_uri(self.uri), mlflow.start_run(run_id=self.parent_run_id):
-            info = mlflow.keras.log_model(model, name=schema.MODEL_NAME, pip_requirements=pip_requirements,
-                                          signature=signature)
+
+        def log_model():
+            with scoped_uri(self.uri), mlflow.start_run(run_id=self.parent_run_id):
+                return mlflow.keras.log_model(model, name=schema.MODEL_NAME, pip_requirements=pip_requirements,
+                                              signature=signature)
+
+        info = self.client.call(log_model)
         # start_run(run_id=...) ended the run as FINISHED on exit; parent_status sets the final status.
         return info.model_uri
 
@@ -507,8 +663,11 @@ class StudyTracker:
                             "version the latest search chose")
         # register_model (not client.create_model_version) also links the logged model to the version;
         # its two progress lines go to stderr, where the study's own line says the same.
-        with scoped_uri(self.uri), contextlib.redirect_stderr(io.StringIO()):
-            version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        def register():
+            with scoped_uri(self.uri), contextlib.redirect_stderr(io.StringIO()):
+                return mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+
+        version = self.client.call(register)
         self.client.set_registered_model_alias(name, schema.CHAMPION_ALIAS, version.version)
         return version
 
@@ -520,9 +679,10 @@ class StudyTracker:
 
     # children -------------------------------------------------------------
     def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None,
-                    label: str | None = None, role: str = schema.ROLE_TRIAL) -> str:
+                    label: str | None = None, role: str = schema.ROLE_TRIAL, values: dict | None = None) -> str:
         """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line);
-        role ROLE_FINAL for the final run."""
+        role ROLE_FINAL for the final run. `values`: keras-tuner's values of the trial (tag TRIAL_VALUES,
+        what a damaged trial file is rebuilt from)."""
         from mlflow.entities import Param
 
         tags = {
@@ -535,6 +695,8 @@ class StudyTracker:
         }
         if variant:
             tags[schema.VARIANT] = variant
+        if values is not None:
+            tags[schema.TRIAL_VALUES] = json.dumps(values, sort_keys=True)
         name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"
         run = self.client.create_run(self.experiment_id, run_name=name[:250], tags=tags)
         run_id = run.info.run_id
@@ -581,8 +743,10 @@ class StudyTracker:
             self.client.log_batch(run_id, metrics=metrics[start:start + 900])
 
     def kill_trial(self, run_id: str) -> None:
-        self.client.set_tag(run_id, schema.TRIAL_STATUS, schema.KILLED)
-        self.client.set_terminated(run_id, status=schema.RUN_KILLED)
+        """Mark a trial's run KILLED, on the way out of a failure: one try, never raised."""
+        with self.client.single_try(), contextlib.suppress(Exception):
+            self.client.set_tag(run_id, schema.TRIAL_STATUS, schema.KILLED)
+            self.client.set_terminated(run_id, status=schema.RUN_KILLED)
 
     def log_trial_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         self._log_summary(run_id, None, metrics)
@@ -592,9 +756,13 @@ class StudyTracker:
         """Child runs of this study's current search (all parents), newest first."""
         return trial_runs(self.client, self.experiment_id, self.search_id if search_id is None else search_id)
 
+    def runs_of_trial(self, trial_id: str) -> list:
+        """This search's runs of one trial, newest first."""
+        return trial_runs(self.client, self.experiment_id, self.search_id, trial_id=trial_id, max_results=50)
+
     def run_of_trial(self, trial_id: str):
         """The run that ended a trial of this search (the newest ended one, else the newest), or None."""
-        runs = trial_runs(self.client, self.experiment_id, self.search_id, trial_id=trial_id, max_results=50)
+        runs = self.runs_of_trial(trial_id)
         ended = [r for r in runs if r.info.status in (schema.RUN_FINISHED, schema.RUN_FAILED)]
         return (ended or runs or [None])[0]
 
@@ -609,9 +777,11 @@ class StudyTracker:
         return running_children(self.client, self.experiment_id, self.parent_run_id, worker)
 
     def kill_running_children(self, worker: str | None = None) -> list[str]:
-        """Mark the parent's RUNNING child runs (of one worker, or all) KILLED; returns their trial ids."""
+        """Mark the parent's RUNNING child runs (of one worker, or all) KILLED; returns their trial ids.
+        A closing call: one try, never raised (a store that does not answer: nothing marked)."""
         trial_ids = []
-        for run in self.running_children(worker):
-            self.kill_trial(run.info.run_id)
-            trial_ids.append(run.data.tags.get(schema.TRIAL_ID, "?"))
+        with self.client.single_try(), contextlib.suppress(Exception):
+            for run in self.running_children(worker):
+                self.kill_trial(run.info.run_id)
+                trial_ids.append(run.data.tags.get(schema.TRIAL_ID, "?"))
         return trial_ids

@@ -25,7 +25,7 @@ from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
 from .space import StudySettings, resolve_config
-from .tracking import StudyTracker, summarise
+from .tracking import StoreUnavailable, StudyTracker, summarise
 
 
 # Hyperband continues a trial from another's checkpoint, which holds optimizer slots the freshly
@@ -164,6 +164,24 @@ class DiskFull(kt.errors.FatalError):
     failing every trial that follows; the search says so in one line (search.no_space_as_error)."""
 
 
+class StoreLost(StoreUnavailable, kt.errors.FatalError):
+    """The MLflow store stayed away while a trial ran (tracking.StoreUnavailable, one line for the user).
+    A keras-tuner FatalError: the search stops and the trial is neither COMPLETED nor FAILED but stays
+    RUNNING in the oracle, which hands it out again when the study resumes."""
+
+
+@contextlib.contextmanager
+def store_loss_stops_the_search():
+    """Around a trial's MLflow calls: StoreUnavailable becomes StoreLost, so that keras-tuner stops the
+    search and runs the trial again on resume instead of counting it failed."""
+    try:
+        yield
+    except StoreLost:
+        raise
+    except StoreUnavailable as exc:
+        raise StoreLost(exc.uri, exc.reason) from exc
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:500]
@@ -257,6 +275,18 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         super().__init__(*args, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
+        """The trial trained in its own child run. A store that stays away (StoreUnavailable), even after
+        the training, stops the search (StoreLost): its run is marked KILLED if the store lets it, and the
+        trial, still RUNNING for keras-tuner, is trained and logged again when the study resumes."""
+        try:
+            with store_loss_stops_the_search():
+                return self._run_tracked_trial(trial, *args, **kwargs)
+        except StoreLost:
+            if self._last.get("run_id"):
+                self.tracker.kill_trial(self._last["run_id"])
+            raise
+
+    def _run_tracked_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
         values = hp_values(hp)
         variant = values.get("variant")
@@ -265,8 +295,9 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         try:
             config = config_from_hp(hp, self.settings)
         except ConfigError as exc:
-            run_id = self.tracker.start_trial(trial.trial_id, {k: v for k, v in values.items()}, variant,
-                                              label=self._last["label"])
+            run_id = self._last["run_id"] = self.tracker.start_trial(
+                trial.trial_id, {k: v for k, v in values.items()}, variant, label=self._last["label"],
+                values=dict(hp.values))
             self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", schema.STOP_INVALID)
             self._last["note"] = "impossible configuration"
             raise kt.errors.FailedTrialError(str(exc)) from None
@@ -279,7 +310,8 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         if variant:
             params[schema.VARIANT] = variant
         self._last["label"] = trial_label(values, config)
-        run_id = self.tracker.start_trial(trial.trial_id, params, variant, label=self._last["label"])
+        run_id = self._last["run_id"] = self.tracker.start_trial(trial.trial_id, params, variant,
+                                                                 label=self._last["label"], values=dict(hp.values))
         # Seeds weights and shuffling; further executions continue the same stream.
         keras.utils.set_random_seed(config.seed)
         try:
