@@ -150,6 +150,90 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         self._rebuild_order()
 
 
+# --------------------------------------------------------------------------- the tuner folder's files
+
+ORACLE_FILE = "oracle.json"
+TUNER_FILE = "tuner0.json"  # the tuner's own state, named after its tuner id ("tuner0" outside a worker)
+# What Oracle.set_state reads (a subclass reads more, and says so with a KeyError of its own).
+ORACLE_STATE_KEYS = ("ongoing_trials", "hyperparameters", "start_order", "end_order", "run_times", "retry_queue",
+                     "seed", "seed_state", "tried_so_far", "id_to_hash", "display")
+ENDED = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+
+
+def trial_file(project_dir, trial_id: str):
+    """Where a trial's state lives: trial_<id>/trial.json."""
+    from pathlib import Path
+
+    return Path(project_dir) / f"trial_{trial_id}" / "trial.json"
+
+
+def trial_ids_on_disk(project_dir) -> list[str]:
+    """The ids of the trial folders (trial_<id>/) in a tuner folder, whatever they still hold."""
+    from pathlib import Path
+
+    return [p.name[len("trial_"):] for p in Path(project_dir).glob("trial_*") if p.is_dir()]
+
+
+def trial_from_state(state) -> Trial:
+    """A Trial from a trial file's content (KeyError, TypeError or ValueError when it is not one)."""
+    return Trial.from_state(state)
+
+
+def oracle_state_ok(state) -> bool:
+    return isinstance(state, dict) and all(key in state for key in ORACLE_STATE_KEYS)
+
+
+def new_trial(hyperparameters, trial_id: str, values: dict, status: str, objective: str | None = None,
+              score: float | None = None, best_step: int = 0, message: str | None = None) -> Trial:
+    """A trial as the oracle would have saved it: the space with these values, its status, and for a
+    COMPLETED trial the objective's best value (to maximise) as its score."""
+    hps = hyperparameters.copy()
+    hps.values = dict(values)
+    trial = Trial(hps, trial_id=trial_id, status=status, message=message)
+    if objective and score is not None:
+        trial.metrics.register(objective, "max")
+        trial.metrics.update(objective, float(score), step=best_step)
+        trial.score, trial.best_step = float(score), best_step
+    return trial
+
+
+def write_trial(project_dir, trial) -> None:
+    trial_file(project_dir, trial.trial_id).parent.mkdir(parents=True, exist_ok=True)
+    trial.save(str(trial_file(project_dir, trial.trial_id)))
+
+
+def write_json(path, state) -> None:
+    """Through keras-tuner's own writer (write_state_atomically made it atomic)."""
+    from keras_tuner.src import utils as kt_utils
+
+    kt_utils.save_json(str(path), state)
+
+
+def write_tuner_state(project_dir) -> None:
+    """tuner0.json as keras-tuner 1.4 writes it: the tuner keeps no state of its own ({}); the file's
+    presence is what makes a tuner reload the oracle."""
+    from pathlib import Path
+
+    write_json(Path(project_dir) / TUNER_FILE, {})
+
+
+def replay_trials(oracle, trials) -> None:
+    """Give a new oracle (its oracle.json was lost) the trials from their files, as a reload would have:
+    ended trials count as ended, the others wait in the retry queue to run again."""
+    for trial in sorted(trials, key=lambda t: int(t.trial_id)):
+        oracle.trials[trial.trial_id] = trial
+        oracle.start_order.append(trial.trial_id)
+        oracle._record_values(trial)
+        if trial.status in ENDED:
+            oracle.end_order.append(trial.trial_id)
+            oracle._run_times[trial.trial_id] += 1
+        else:
+            trial.status = TrialStatus.RUNNING
+            oracle._retry_queue.append(trial.trial_id)
+    if isinstance(oracle, ResumableGridOracle):
+        oracle._rebuild_order()
+
+
 # --------------------------------------------------------------------------- the oracle over gRPC
 
 

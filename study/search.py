@@ -248,6 +248,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     from . import tracking
     from .data import prepare_data
     from .devices import describe_devices
+    from .state import repair_tuner_state
 
     space, settings, study = request.space, request.settings, request.name
     log_dir = Path(request.log_dir)
@@ -270,6 +271,8 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     stale = tracking.mark_stale_runs(tracker.client, tracker.experiment_id)
     if stale:
         echo(f"marked {stale} run(s) left RUNNING by an interrupted process as KILLED")
+    # Damaged tuner state is repaired from the store, or refused in one line, before the parent run starts.
+    repair_tuner_state(project_dir, tracker, space, settings.tuner, echo)
     run_name = (f"{study}: {settings.tuner} on {prov.resolved}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
                 + (" (resumed)" if resumed else ""))
     params = {
@@ -300,6 +303,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
 def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, echo=print):
     """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh),
     its trials guarded (guard_trials)."""
+    from .state import replay_trials
     from .tuner import LeNetHyperModel, make_tuner
 
     settings = request.settings
@@ -309,6 +313,7 @@ def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, 
         progress=progress, directory=str(opened.log_dir / TUNER_DIRNAME), project_name=opened.study,
         overwrite=False, start=request.space.start_values(),
     )
+    replay_trials(tuner, opened.project_dir)  # an oracle.json that open_study found damaged: from the trial files
     guard_trials(tuner, opened.tracker, opened.log_dir, echo)
     return tuner
 
@@ -384,15 +389,30 @@ def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print
     result.best_trial_id, result.best_val_accuracy = trials[0].trial_id, float(trials[0].score)
     tracker.log_parent_metrics({schema.BEST_VAL_ACCURACY: result.best_val_accuracy})
     tracker.set_parent_tags({schema.BEST_TRIAL_ID: trials[0].trial_id})
-    checkpoint = Path(_checkpoint(tuner, trials[0].trial_id))
-    if not checkpoint.exists():
-        # A worker on another machine trained it, and the chief and the workers share no --log-dir.
+    problem = _checkpoint_problem(tuner, trials[0])
+    if problem:
+        # The study's result without a test figure: the weights are the trial's, never retrained silently.
+        run = tracker.completed_run_of_trial(result.best_trial_id)
         echo(f"best trial {result.best_trial_id}: val_accuracy {result.best_val_accuracy:.4f}; not evaluated on "
-             f"the test set: its checkpoint {checkpoint} is not on this machine (give the chief and the workers "
-             "one shared --log-dir)")
+             f"the test set: {problem}"
+             + (f"; `lenet-study train --run {run.info.run_id}` trains its configuration again" if run else ""))
         return result
     _evaluate_on_test(tuner, trials, opened, settings, result, echo)
     return result
+
+
+def _checkpoint_problem(tuner, trial) -> str | None:
+    """Why the trial's best weights cannot be loaded (its checkpoint missing or damaged), or None."""
+    checkpoint = Path(_checkpoint(tuner, trial.trial_id))
+    if not checkpoint.exists():
+        # With workers on other machines: the chief and the workers share no --log-dir.
+        return (f"its checkpoint {checkpoint} is missing (trained on another machine? give the chief and the "
+                "workers one shared --log-dir)")
+    try:
+        tuner.load_model(trial)
+    except Exception as exc:  # truncated or damaged: h5py's OSError, Keras's ValueError
+        return f"its checkpoint {checkpoint} is damaged ({type(exc).__name__})"
+    return None
 
 
 def _finished_trials(tuner):
