@@ -179,11 +179,13 @@ def test_tracking_server_and_workers_are_gone_afterwards(sqlite_study):
     assert not _processes_mentioning(str(tmp))
 
 
-# --------------------------------------------------------------------------- a worker killed mid-trial
+# --------------------------------------------------------------------------- a process killed mid-study
 
 
-def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path, study_runs):
-    # 3 epochs: a trial runs for a few seconds, long enough to be caught RUNNING.
+def _study_killing(tmp_path, kill) -> tuple[str, object]:
+    """The 2-worker smoke study (3 epochs: a trial runs for a few seconds, long enough to be caught
+    RUNNING), with kill(output so far) called every 0.2 s until it kills something and says what;
+    returns (the study's output, what was killed) once the study has ended well."""
     proc = subprocess.Popen([sys.executable, "-m", "study.cli", *SEARCH, "--epochs", "3"], cwd=tmp_path,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -192,32 +194,37 @@ def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path
     killed = None
     try:
         deadline = time.monotonic() + 180
-        uri = pid = None
         while killed is None and time.monotonic() < deadline and proc.poll() is None:
-            text = "".join(lines)
-            uri = uri or (m := re.search(r"tracking server (http://127\.0\.0\.1:\d+)", text)) and m.group(1)
-            pid = pid or (m := re.search(r"worker0 \(pid (\d+)\)", text)) and int(m.group(1))
-            if uri and pid:
-                client = MlflowClient(uri)
-                exp = client.get_experiment_by_name(STUDY)
-                flt = f"tags.`{schema.WORKER}` = 'worker0' and attributes.status = 'RUNNING'"
-                if exp and client.search_runs([exp.experiment_id], flt):
-                    # Freeze it, check its trial is still running, then kill: no race with the trial's end.
-                    os.kill(pid, signal.SIGSTOP)
-                    running = client.search_runs([exp.experiment_id], flt)
-                    if running:
-                        os.kill(pid, signal.SIGKILL)
-                        killed = running[0].data.tags[schema.TRIAL_ID]
-                    else:
-                        os.kill(pid, signal.SIGCONT)
+            killed = kill("".join(lines))
             time.sleep(0.2)
-        assert killed is not None, "worker0 never ran a trial: " + "".join(lines)[-3000:]
+        assert killed is not None, "nothing to kill: " + "".join(lines)[-3000:]
         assert proc.wait(240) == 0, "".join(lines)[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
     reader.join(10)
-    out = "".join(lines)
+    return "".join(lines), killed
+
+
+def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path, study_runs):
+    def kill_worker0(text):
+        uri = (m := re.search(r"tracking server (http://127\.0\.0\.1:\d+)", text)) and m.group(1)
+        pid = (m := re.search(r"worker0 \(pid (\d+)\)", text)) and int(m.group(1))
+        if uri and pid:
+            client = MlflowClient(uri)
+            exp = client.get_experiment_by_name(STUDY)
+            flt = f"tags.`{schema.WORKER}` = 'worker0' and attributes.status = 'RUNNING'"
+            if exp and client.search_runs([exp.experiment_id], flt):
+                # Freeze it, check its trial is still running, then kill: no race with the trial's end.
+                os.kill(pid, signal.SIGSTOP)
+                running = client.search_runs([exp.experiment_id], flt)
+                if running:
+                    os.kill(pid, signal.SIGKILL)
+                    return running[0].data.tags[schema.TRIAL_ID]
+                os.kill(pid, signal.SIGCONT)
+        return None
+
+    out, killed = _study_killing(tmp_path, kill_worker0)
     assert re.search(rf"worker0 died \(killed by SIGKILL\); its run for trial {killed} marked KILLED; restarted", out)
     client, parents, children = study_runs(f"sqlite:///{tmp_path}/mlflow.db", STUDY)
     assert [p.info.status for p in parents] == ["FINISHED"]
@@ -230,6 +237,27 @@ def test_a_worker_killed_mid_trial_is_restarted_and_the_study_completes(tmp_path
     assert finished == ["0", "1", "2", "3"]
     assert parents[0].data.metrics["n_trials_completed"] == 4
     assert len([line for line in out.splitlines() if line.startswith("[")]) == 4
+
+
+def test_a_tracking_server_killed_mid_study_is_started_again_and_nothing_is_lost(tmp_path, study_runs):
+    def kill_server(text):
+        port = (m := re.search(r"tracking server http://127\.0\.0\.1:(\d+)", text)) and m.group(1)
+        if port and "[1/4]" in text:  # a trial logged, the others running: kill what serves the port
+            for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    args = Path(cmdline).read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if "uvicorn" in args and f"--port {port}" in args:
+                        os.kill(int(cmdline.split("/")[2]), signal.SIGKILL)
+                        return port
+        return None
+
+    out, port = _study_killing(tmp_path, kill_server)
+    assert re.search(rf"the MLflow tracking server on http://127\.0\.0\.1:{port} stopped; started again on the "
+                     r"same port \(1/3\)", out), out[-3000:]
+    assert "Traceback" not in out
+    _assert_tracked_once(study_runs, f"sqlite:///{tmp_path}/mlflow.db")
+    assert len([line for line in out.splitlines() if line.startswith("[")]) == 4
+    assert not _port_open(int(port)) and not _processes_mentioning(str(tmp_path))
 
 
 # --------------------------------------------------------------------------- PostgreSQL behind `mlflow server`

@@ -228,3 +228,64 @@ def test_sigterm_stops_the_loop_as_ctrl_c(tmp_path):
                                          echo=print, poll_s=0)
     finally:
         TERMINATING.clear()
+
+
+# --------------------------------------------------------------------------- the temporary tracking server
+
+
+class FakeServer:
+    """A LocalTrackingServer that gave up restarting (or not)."""
+
+    def __init__(self, gave_up=None):
+        self.gave_up = gave_up
+
+
+def test_a_tracking_server_that_cannot_be_started_again_stops_the_study_at_once(tmp_path):
+    pool, spawn, chief, oracle, tracker = _study(tmp_path, {})
+    view = FakeView()
+    view.drain = lambda chief: pytest.fail("the store is gone: nothing may ask it")
+    why = "the MLflow tracking server on http://127.0.0.1:5555 stopped 4 times; see x.log"
+    outcome = chief_module.supervise_study(chief, pool, oracle, tracker, view, n=2, remote_ok=False, echo=print,
+                                           poll_s=0, server=FakeServer(why))
+    assert outcome == why
+    assert all(proc.terminated for proc in spawn.started)
+
+
+def test_a_tracking_server_that_stops_is_started_again_on_its_port_then_given_up(tmp_path, monkeypatch):
+    import time
+
+    from study.parallel import server as server_module
+
+    class Server(server_module.LocalTrackingServer):
+        def start(self):
+            self.proc = FakeProcess(["mlflow", "server", "--port", str(self.port)], {}, None)
+            self.ports = getattr(self, "ports", []) + [self.port]
+            return self
+
+        def wait_ready(self, timeout=0):
+            pass
+
+    lines = []
+    server = Server(tmp_path / "mlflow.db", tmp_path / "mlruns", tmp_path / "server.log").start()
+    server.keep_alive(lines.append, max_restarts=2, poll_s=0.01)
+
+    def until(condition):
+        for _ in range(500):  # up to 5 s: the keep-alive thread polls every 10 ms
+            if condition():
+                return
+            time.sleep(0.01)
+        pytest.fail(f"never happened; said: {lines}")
+
+    try:
+        for restart in (1, 2):
+            server.proc.returncode = -signal.SIGKILL
+            until(lambda: server.restarts == restart and server.proc.returncode is None)
+        assert lines == [f"the MLflow tracking server on {server.uri} stopped; started again on the same port "
+                         f"({i}/2)" for i in (1, 2)]
+        assert server.ports == [server.port] * 3  # the same port each time: the workers' URI holds
+        server.proc.returncode = 1
+        until(lambda: server.gave_up)
+        assert server.gave_up.startswith(f"the MLflow tracking server on {server.uri} stopped 3 times")
+        assert server.gave_up.endswith("nothing is lost; run the same command again")
+    finally:
+        server.stop()

@@ -267,11 +267,12 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
                 server.wait_ready()
                 echo(f"tracking server {server.uri} (SQLite {server.db_path}; stopped at the end; "
                      f"log {server.log_path})")
+                server.keep_alive(echo)  # one that stops is started again on the same port
                 # Created through the server with the ./mlruns artifact location a local store gets.
                 tracking.get_or_create_experiment(tracking.client(run_uri), study, store_uri=user_uri)
             chief_request = request.replace(study=study, fresh=False, log_dir=log_dir, tracking_uri=run_uri)
             return _run_chief(chief_request, pool=pool, n=n, threads=threads, bind=(bind_host, bind_port),
-                              remote_ok=remote_ok, user_uri=user_uri, launch_id=launch_id, echo=echo)
+                              remote_ok=remote_ok, user_uri=user_uri, launch_id=launch_id, echo=echo, server=server)
     finally:
         if pool is not None:
             pool.terminate()
@@ -285,7 +286,7 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
 
 
 def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int, bind: tuple[str, int],
-               remote_ok: bool, user_uri: str, launch_id: str, echo):
+               remote_ok: bool, user_uri: str, launch_id: str, echo, server: LocalTrackingServer | None = None):
     from ..search import announce_resume, finish_study, interrupt_note, make_study_tuner, open_study
     from ..tuner import Progress
 
@@ -313,8 +314,10 @@ def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int,
             tracker.set_parent_tags({schema.LAUNCH_ID: launch_id, schema.ORACLE: chief.address})
             _announce(request, chief, pool, n, threads, bind[0], remote_ok, user_uri, opened.project_dir, echo)
 
-            outcome = supervise_study(chief, pool, oracle, tracker, view, n=n, remote_ok=remote_ok, echo=echo)
-            view.drain(chief)
+            outcome = supervise_study(chief, pool, oracle, tracker, view, n=n, remote_ok=remote_ok, echo=echo,
+                                      server=server)
+            if not (server is not None and server.gave_up):
+                view.drain(chief)
             chief.stop()
             pool.terminate()
             oracle.save()
@@ -349,8 +352,9 @@ def _announce(request, chief, pool, n, threads, bind_host, remote_ok, user_uri, 
 
 
 def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view: ProgressView, *, n: int,
-                    remote_ok: bool, echo, poll_s: float = POLL_S) -> str:
-    """Print progress, restart dead workers, and tell when the study is over: 'done' or why it stopped."""
+                    remote_ok: bool, echo, poll_s: float = POLL_S, server=None) -> str:
+    """Print progress, restart dead workers, and tell when the study is over: 'done' or why it stopped
+    (also: the temporary tracking server `server` stopped too often to be started again)."""
 
     def on_death(w) -> str:
         killed = tracker.kill_running_children(w.tuner_id)
@@ -367,6 +371,9 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
     while True:
         if TERMINATING.is_set():
             raise KeyboardInterrupt
+        if server is not None and server.gave_up:  # before anything asks the store
+            pool.terminate()
+            return server.gave_up
         view.drain(chief)
         for event in supervisor.check():
             if event.kind == "error":

@@ -5,7 +5,9 @@ with the default store, the chief starts `mlflow server` on loopback for the
 length of the search and every process (chief and workers) logs through it, one
 write at a time. Artifacts still go straight to ./mlruns beside the database.
 The server runs under a guard process (supervise.guard) that stops it if the
-chief dies without cleaning up.
+chief dies without cleaning up. `keep_alive` restarts a server that stops during
+the search on the same port and database (the MLflow calls that failed meanwhile
+are retried by tracking.RetryingClient), at most MAX_RESTARTS times.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from ..search import SearchError
 from .net import LOOPBACK, NoAnswer, free_port, hostport, wait_http
 from .supervise import exit_text, guarded, tail
+
+MAX_RESTARTS = 3  # restarts of a tracking server that stopped during one search
+RESTART_READY_S = 60.0  # how long a restarted server may take to answer
 
 
 class LocalTrackingServer:
@@ -32,6 +38,10 @@ class LocalTrackingServer:
         self.host = host
         self.port = free_port(host)
         self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.gave_up: str | None = None  # why keep_alive stopped restarting it
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -68,13 +78,37 @@ class LocalTrackingServer:
             raise SearchError(f"the MLflow tracking server did not answer on {self.uri} within {timeout:.0f} s; "
                               f"see {self.log_path}") from None
 
+    def keep_alive(self, echo=print, max_restarts: int = MAX_RESTARTS, poll_s: float = 0.5) -> None:
+        """Until stop(): a server that stopped is started again on the same port and database, at most
+        max_restarts times (then `gave_up` says why), from a daemon thread."""
+
+        def watch():
+            while not self._stopping.wait(poll_s):
+                with self._lock:
+                    if self._stopping.is_set() or self.proc is None or self.proc.poll() is None:
+                        continue
+                    died = f"the MLflow tracking server on {self.uri} stopped"  # (its guard's exit code says nothing)
+                    if self.restarts >= max_restarts:
+                        self.gave_up = (f"{died} {self.restarts + 1} times; see {self.log_path}: nothing is lost; "
+                                        "run the same command again")
+                        return
+                    self.restarts += 1
+                    self.start()
+                echo(f"{died}; started again on the same port ({self.restarts}/{max_restarts})")
+                with contextlib.suppress(SearchError):  # it stopped again: the next round sees it
+                    self.wait_ready(RESTART_READY_S)
+
+        threading.Thread(target=watch, name="tracking-server-keep-alive", daemon=True).start()
+
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()  # the guard stops the server's process group, then exits
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        self._stopping.set()  # keep_alive restarts it no more
+        with self._lock:
+            if self.proc is None or self.proc.poll() is not None:
+                return
+            self.proc.terminate()  # the guard stops the server's process group, then exits
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)

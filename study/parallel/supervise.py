@@ -279,6 +279,13 @@ def guard(parent_pid: int, cmd: list[str]) -> int:
         signal.signal(sig, lambda *_: stop.set())
     while child.poll() is None and not stop.is_set() and os.getppid() == parent_pid:
         stop.wait(1.0)
+    if child.poll() is not None:
+        # It died (killed, out of memory): what it started (mlflow server's uvicorn) would keep its port.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+            for _ in range(50):  # until the group is gone and the port free, for a restart on it
+                os.killpg(child.pid, 0)
+                time.sleep(0.1)
     if child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGTERM)
