@@ -70,6 +70,8 @@ def test_throughput_benchmark_counts_the_flops_and_the_same_optimizer_steps_on_e
                f"{figures[f'ratio_{batch}']:.2f}x (median of the rounds' ratios " \
                f"{figures[f'round_ratio_{batch}']:.2f}x; target at least" in summary
         assert f"study on tf.data {figures[f'tfdata_{batch}']:,.0f} images/s" in summary
+        assert any(line.startswith(f"batch {batch}: images per CPU-second") and
+                   f"study/bare {figures[f'cpu_ratio_{batch}']:.2f}x" in line for line in lines)
 
 
 def test_optuna_draws_the_spaces_knobs_with_their_ranges_and_conditions():

@@ -10,8 +10,10 @@ augmentation) and the same training split:
 verbose=0 on every side: the progress bar is not what is compared. Each side's model is built and warmed up
 by an untimed fit (which traces its training function), then every round times one `model.fit` of
 `--epochs` epochs per side, the order alternating; the figure is the median over rounds. Also printed:
-FLOPs per training image (from the layers) and the fraction of the machine's FLOP limit reached, and the
-optimizer steps and samples each side counted per epoch (the last, partial batch included).
+each round's ratio, images per CPU-second of the process (the work each side does: steadier than wall
+time when other processes share the cores), FLOPs per training image (from the layers) and the fraction
+of the machine's FLOP limit reached, and the optimizer steps and samples each side counted per epoch (the
+last, partial batch included).
 Target: the study's fit at least 1.5x the bare fit's images/s at batch 32, 1.15x at batch 128.
 """
 
@@ -80,8 +82,8 @@ def _cpu_flags() -> set[str]:
     return set(found.group(1).split()) if found else set()
 
 
-def flop_limit() -> tuple[float, str]:
-    """The machine's fp32 FLOP/s limit and one line saying how it was computed."""
+def flop_limit() -> tuple[float, int, str]:
+    """The machine's fp32 FLOP/s limit, its cores, and one line saying how the limit was computed."""
     cores = len(os.sched_getaffinity(0))
     mhz, clock_from = _cpu_mhz()
     flags = _cpu_flags()
@@ -92,7 +94,7 @@ def flop_limit() -> tuple[float, str]:
     else:
         per_cycle, isa = 8, "no avx2+fma: 8 assumed"
     limit = cores * mhz * 1e6 * per_cycle
-    return limit, (f"FLOP limit: {cores} cores (os.sched_getaffinity, each CPU counted as a core) x {mhz:.0f} MHz "
+    return limit, cores, (f"FLOP limit: {cores} cores (os.sched_getaffinity, each CPU counted as a core) x {mhz:.0f} MHz "
                    f"({clock_from}) x {per_cycle} fp32 FLOP/cycle/core ({isa}; assumed: two FMA units per core, "
                    f"no turbo) = {limit / 1e9:.1f} GFLOP/s")
 
@@ -101,7 +103,8 @@ def flop_limit() -> tuple[float, str]:
 
 
 class _Side:
-    """One side's model and fit; `fit()` returns (seconds, optimizer steps, samples in the epoch's accuracy)."""
+    """One side's model and fit; `fit()` returns (seconds, CPU seconds of the process, optimizer steps, samples
+    in the epoch's accuracy)."""
 
     def __init__(self, name: str, config, input_shape, x, y):
         import tensorflow as tf
@@ -140,13 +143,13 @@ class _Side:
         n = min(self.n, self.config.batch_size * batches - self.config.batch_size // 2)
         self.model.fit(x[:n], y[:n], batch_size=self.config.batch_size, epochs=1, verbose=0)
 
-    def fit(self) -> tuple[float, int, int]:
+    def fit(self) -> tuple[float, float, int, int]:
         before = int(self.model.optimizer.iterations.numpy())
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         self._fit(self.data)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         counted = next(v for v in self.model.metrics_variables if v.path == "accuracy/count")
-        return seconds, int(self.model.optimizer.iterations.numpy()) - before, int(counted.numpy())
+        return seconds, cpu, int(self.model.optimizer.iterations.numpy()) - before, int(counted.numpy())
 
 
 def _check_steps(batch: int, n: int, epochs: int, steps: dict[str, int], counted: dict[str, int]) -> str:
@@ -173,7 +176,7 @@ def bench_throughput(args, echo=print) -> dict[str, float]:
     epochs = args.epochs
     base = _config().replace(epochs=epochs)
     flops, macs = flops_per_image(fresh_trial_model(base, ds.input_shape, len(y)))
-    limit, limit_line = flop_limit()
+    limit, cores, limit_line = flop_limit()
     from ..model import count_params
 
     echo(f"LeNet-5 relu, max pooling, C5 conv, Adam: {count_params(base):,} parameters; {len(y):,} "
@@ -190,12 +193,14 @@ def bench_throughput(args, echo=print) -> dict[str, float]:
         for side in sides.values():
             side.warm_up()
         rates: dict[str, list[float]] = {name: [] for name in SIDES}
+        cpu_rates: dict[str, list[float]] = {name: [] for name in SIDES}  # images per CPU-second
         steps: dict[str, int] = {}
         counted: dict[str, int] = {}
         for r in range(args.rounds):
             for name in round_order(SIDES, r):
-                seconds, steps[name], counted[name] = sides[name].fit()
+                seconds, cpu, steps[name], counted[name] = sides[name].fit()
                 rates[name].append(len(y) * epochs / seconds)
+                cpu_rates[name].append(len(y) * epochs / cpu)
             echo(f"batch {batch} round {r + 1}: " + ", ".join(f"{name} {rates[name][-1]:,.0f} images/s" for name in SIDES)
                  + f": study/bare {rates['study'][-1] / rates['bare'][-1]:.2f}x")
         echo(_check_steps(batch, len(y), epochs, steps, counted))
@@ -203,6 +208,8 @@ def bench_throughput(args, echo=print) -> dict[str, float]:
         ratio, data_ratio = med["study"] / med["bare"], med["tf.data"] / med["study"]
         # Each round's sides ran minutes apart at most: the steadier figure on a machine whose speed drifts.
         round_ratio = statistics.median(s / b for s, b in zip(rates["study"], rates["bare"]))
+        # Images per CPU-second of this process: the work each side does, whatever else takes the cores.
+        cpu_ratio = statistics.median(cpu_rates["study"]) / statistics.median(cpu_rates["bare"])
         fraction = med["study"] * flops / limit
         target = TARGETS[batch]
         echo(f"batch {batch}: study {med['study']:,.0f} images/s, bare {med['bare']:,.0f}: {ratio:.2f}x "
@@ -210,9 +217,15 @@ def bench_throughput(args, echo=print) -> dict[str, float]:
              f"{'met' if ratio >= target else 'NOT met'}); study on tf.data "
              f"{med['tf.data']:,.0f} images/s ({data_ratio:.2f}x the study on arrays); the study's fit runs "
              f"{med['study'] * flops / 1e9:.1f} GFLOP/s = {fraction:.1%} of the limit (bare {med['bare'] * flops / limit:.1%})")
+        echo(f"batch {batch}: images per CPU-second of this process (steadier when other processes share the "
+             f"cores): study {statistics.median(cpu_rates['study']):,.0f}, bare {statistics.median(cpu_rates['bare']):,.0f}, "
+             f"tf.data {statistics.median(cpu_rates['tf.data']):,.0f}: study/bare {cpu_ratio:.2f}x, tf.data/study "
+             f"{statistics.median(cpu_rates['tf.data']) / statistics.median(cpu_rates['study']):.2f}x; the study's "
+             f"fit does {statistics.median(cpu_rates['study']) * flops / 1e9:.1f} GFLOP per CPU-second = "
+             f"{statistics.median(cpu_rates['study']) * flops / (limit / cores):.1%} of one core's limit")
         figures.update({f"study_{batch}": med["study"], f"bare_{batch}": med["bare"], f"tfdata_{batch}": med["tf.data"],
                         f"ratio_{batch}": ratio, f"round_ratio_{batch}": round_ratio, f"tfdata_ratio_{batch}": data_ratio,
-                        f"fraction_{batch}": fraction,
+                        f"fraction_{batch}": fraction, f"cpu_ratio_{batch}": cpu_ratio,
                         f"steps_{batch}": steps["study"] / epochs})
         del sides
     return figures
