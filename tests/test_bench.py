@@ -126,7 +126,7 @@ def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path,
 
     from study.bench import bench_time_to_accuracy
 
-    run_study(tmp_path)
+    run_study(tmp_path, final_epochs=1)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(tmp_path))
     lines: list[str] = []
     figures = bench_time_to_accuracy(_args(study="smoke", threshold=0.3, max_epochs=2, train_samples=1000),
@@ -138,6 +138,12 @@ def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path,
     assert [line.split(":")[0] for line in lines if line.startswith("[lenet-study] epoch")] == ["[lenet-study] epoch 1"]
     assert lines[-1].startswith(f"time to accuracy: lenet-study {figures['ours_s']:.1f} s vs subclass-relu "
                                 f"{figures['recipe_s']:.1f} s: {figures['ratio']:.2f} of the recipe's time")
+    # The search trained its choice once more (final_epochs): the note names that run, and --run races it.
+    note = next(line for line in lines if line.startswith("note: that search also trained its choice 1 epochs"))
+    final_run = note.split("--run ")[1].split()[0]
+    lines.clear()
+    bench_time_to_accuracy(_args(run=final_run, threshold=0.3, max_epochs=1, train_samples=1000), echo=lines.append)
+    assert any(line.startswith(f"[lenet-study] run {final_run}: ") for line in lines)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -80,7 +80,7 @@ def race(name: str, config, data, max_epochs: int, threshold: float, echo=print)
     return result
 
 
-def _study_config(args):
+def _study_config(args, echo=print):
     """(config, where it came from, the study's settings) from the store: --run, else the study's best trial."""
     from .. import tracking
     from ..model import LeNetConfig
@@ -104,6 +104,10 @@ def _study_config(args):
                              f"run `make search` first")
         parent, run = found
         source = f"the best trial run {run.info.run_id} of study {study!r} (search {parent.info.run_name!r})"
+        final = tracking.final_run(c, parent.info.run_id)
+        if final is not None:
+            echo(f"note: that search also trained its choice {final.data.params.get('epochs', '?')} epochs as run "
+                 f"{final.info.run_id}; --run {final.info.run_id} races that configuration instead")
     settings = StudySettings.from_params(parent.data.params) if parent is not None else StudySettings()
     return LeNetConfig.from_params(run.data.params), source, settings
 
@@ -115,7 +119,7 @@ def bench_time_to_accuracy(args, echo=print) -> dict[str, float]:
     from ..variants import VARIANTS
 
     threshold = args.threshold if args.threshold is not None else THRESHOLD
-    ours, source, settings = _study_config(args)
+    ours, source, settings = _study_config(args, echo)
     recipe = VARIANTS[RECIPE].config
     settings = dataclasses.replace(settings, dataset=args.dataset or settings.dataset,
                                    train_samples=args.train_samples)
