@@ -82,9 +82,10 @@ def config_from_hp(hp: kt.HyperParameters, settings: StudySettings | None = None
     return resolve_config(hp_values(hp), settings)
 
 
-# Batches per call into TensorFlow in every trial: on this 2-core CPU, batch 32 trains 1.6x faster
-# with 16 and batch 128 1.17x (make bench ARGS="--only throughput"). Callbacks still run per epoch;
-# an epoch's last, partial execution runs the batches that are left.
+# Batches per call into TensorFlow in every trial: measured for issue 10 on this 2-core CPU, batch 32
+# trained 1.6x faster with 16 and batch 128 1.17x (`make bench ARGS="--only throughput"` measures it
+# again; on a loaded machine its ratios are noisy). Callbacks still run per epoch; an epoch's last,
+# partial execution runs the batches that are left.
 STEPS_PER_EXECUTION = 16
 
 
@@ -416,6 +417,8 @@ def start_with(tuner, values: list[dict[str, Any]], settings: StudySettings | No
     no possible LeNet-5 (e.g. valid padding, 5x5 kernels and a convolutional C5): keras-tuner would
     spend a trial of the budget on each. Random and Bayesian oracles only."""
     oracle = tuner.oracle
+    if not hasattr(oracle, "populate_space"):  # a worker's oracle is the chief's, over gRPC
+        return tuner
     own = oracle.populate_space
 
     def possible(response) -> bool:
