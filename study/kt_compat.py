@@ -70,6 +70,11 @@ class DeclaredSpace:
 # --------------------------------------------------------------------------- oracle internals
 
 
+def random_values(oracle) -> dict | None:
+    """A random, not yet tried point of the oracle's space (None when the space is exhausted)."""
+    return oracle._random_values()
+
+
 def retry_queue(oracle) -> list[str]:
     """Trial ids the oracle will hand out again (INVALID trials, and trials running when it was reloaded)."""
     return oracle._retry_queue

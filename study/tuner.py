@@ -434,11 +434,17 @@ def start_with(tuner, values: list[dict[str, Any]], settings: StudySettings | No
         tried = len([t for t in oracle.trials if t != trial_id])
         if tried < len(values):
             return {"status": TrialStatus.RUNNING, "values": dict(values[tried])}
-        for _ in range(POSSIBLE_TRIES - 1):
-            response = own(trial_id)
+        response = own(trial_id)
+        # A Bayesian oracle's proposal is the acquisition's optimum, which can stay on an impossible
+        # configuration: then a random possible point instead, as in its initial phase.
+        for _ in range(POSSIBLE_TRIES):
             if possible(response):
                 return response
-        return own(trial_id)
+            point = kt_compat.random_values(oracle)
+            if point is None:
+                break
+            response = {"status": TrialStatus.RUNNING, "values": point}
+        return response
 
     oracle.populate_space = populate_space
     return tuner

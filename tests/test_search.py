@@ -426,3 +426,24 @@ def test_augment_auto_is_each_datasets_usual_augmentation():
     assert resolve_config({"augment": "auto"}, StudySettings(dataset="fashion_mnist")).augment == "flip-shift"
     space = load_space(ROOT / "search_spaces" / "lenet.yaml")
     assert "auto" in space.knobs["augment"]["values"]
+
+
+def test_an_oracle_stuck_on_an_impossible_configuration_gets_a_possible_random_one():
+    import keras_tuner as kt
+
+    from study import tuner
+    from study.space import resolve_config
+
+    hp = kt.HyperParameters()
+    hp.Choice("c1_padding", ["valid"])
+    hp.Choice("kernel_size", [5, 3])
+    hp.Choice("c5", ["conv", "dense"])
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=5,
+                                           hyperparameters=hp, seed=2)
+    impossible = {"c1_padding": "valid", "kernel_size": 5, "c5": "conv"}
+    oracle.populate_space = lambda trial_id: {"status": "RUNNING", "values": dict(impossible)}  # like a GP optimum
+    tuner.start_with(type("T", (), {"oracle": oracle})(), [])
+    for i in range(5):
+        values = oracle.populate_space(str(i))["values"]
+        assert values != impossible
+        resolve_config(values)  # a LeNet-5 that can be built
