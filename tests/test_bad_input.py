@@ -19,6 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from study import schema, tracking
+from study import store as mlflow_store
 from study.cli import main as cli_main
 from study.model import ConfigError, LeNetConfig
 from study.space import StudySettings, load_space, resolve_config
@@ -308,7 +309,7 @@ def test_a_tracking_server_that_does_not_answer(here, capsys, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(tracking, "STORE_WAIT_S", 1.0)  # 12 s in use; the wait is bounded either way
+    monkeypatch.setattr(mlflow_store, "STORE_WAIT_S", 1.0)  # 12 s in use; the wait is bounded either way
     assert one_line_error(capsys, "search", str(ROOT / "search_spaces" / "smoke.yaml")) == (
         f"lenet-study: error: no MLflow tracking server answers on http://127.0.0.1:{port} (waited 1 s)")
     nothing_created(here)

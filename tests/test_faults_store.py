@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from study import schema, tracking
+from study import store as mlflow_store
 from study.cli import main as cli_main
 from study.search import SearchError
 
@@ -48,7 +49,7 @@ class StoreFaults:
 def faults(monkeypatch):
     store = StoreFaults()
     event.listen(Engine, "before_cursor_execute", store)
-    monkeypatch.setattr(tracking, "STORE_RETRY_S", 1.0)
+    monkeypatch.setattr(mlflow_store, "STORE_RETRY_S", 1.0)
     yield store
     event.remove(Engine, "before_cursor_execute", store)
 
@@ -107,7 +108,7 @@ def test_an_unreachable_server_is_retried_for_the_budget_then_told_in_one_line(m
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once the socket is closed
-    monkeypatch.setattr(tracking, "STORE_RETRY_S", 1.0)
+    monkeypatch.setattr(mlflow_store, "STORE_RETRY_S", 1.0)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     uri = f"http://127.0.0.1:{port}"
@@ -123,13 +124,13 @@ def test_an_unreachable_server_is_retried_for_the_budget_then_told_in_one_line(m
 
 def test_a_store_away_briefly_is_retried_and_nothing_is_lost(tmp_path, monkeypatch, faults, run_study, study_runs,
                                                              caplog):
-    monkeypatch.setattr(tracking, "STORE_RETRY_S", 10.0)
+    monkeypatch.setattr(mlflow_store, "STORE_RETRY_S", 10.0)
     break_store_when_trial_logs(monkeypatch, faults, 2, fail_next=2)  # the second trial's first two writes fail
     result, lines = run_study(tmp_path)
     assert faults.failed == 2
     assert (result.completed, result.failed) == (2, 0)
     each_trial_finished_once(study_runs, tmp_path, 2)
-    said = [r.getMessage() for r in caplog.records if r.name == "study.tracking"]
+    said = [r.getMessage() for r in caplog.records if r.name == "study.store"]
     assert said == [f"the MLflow store {store_uri(tmp_path)} does not answer (attempt to write a readonly database); "
                     "trying again for up to 10 s", f"the MLflow store {store_uri(tmp_path)} answers again"]
     assert "Traceback" not in caplog.text and "SQLAlchemy database error" not in caplog.text
