@@ -53,6 +53,9 @@ TRIAL_VALUES = "lenet.trial_values"
 STOP_REASON = "lenet.stop_reason"
 VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
 WORKER = "lenet.worker"
+# An ablation study's arm (issue 11): a param AND a tag on each trial child run, ARM_BASELINE or "<knob>=<value>".
+ARM = "arm"
+ARM_BASELINE = "baseline"
 # What TensorFlow sees in the process that opened the study: "CPU", or e.g. "GPU:0 (NVIDIA ...), GPU:1".
 DEVICES = "lenet.devices"
 # Changes when a study starts over (`search --fresh`): reports read the latest search only.

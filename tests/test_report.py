@@ -86,7 +86,7 @@ def _parent(client, experiment_id, study, *, start, end, dataset="mnist", status
 
 def _trial(client, experiment_id, parent, trial_id, config, *, start, end, acc, param_count, test=None,
            variant=None, history=None, status="FINISHED", trial_status="COMPLETED", failure=None,
-           stop="max_epochs", search_id="s1"):
+           stop="max_epochs", search_id="s1", arm=None):
     params = config.to_params()
     tags = {schema.ROLE: schema.ROLE_TRIAL, schema.TRIAL_ID: trial_id, schema.WORKER: "chief",
             schema.SEARCH_ID: search_id}
@@ -99,6 +99,9 @@ def _trial(client, experiment_id, parent, trial_id, config, *, start, end, acc, 
         tags[schema.VARIANT] = variant
     if failure:
         tags[schema.FAILURE_REASON] = failure
+    if arm:  # an ablation's arm: a param and a tag, as the ablation study logs it
+        params[schema.ARM] = arm
+        tags[schema.ARM] = arm
     history = history if history is not None else ([] if acc is None else [acc - 0.02, acc])
     histories = {}
     if history:
@@ -372,6 +375,67 @@ def test_replication_table_numbers(doc):
     assert "wrong split" not in table.loc["d2l-sigmoid", "note"]
 
 
+T_975_1 = 12.706  # t table, 0.975 quantile, 1 degree of freedom (2 seeds)
+T_975_4 = 2.776  # 4 degrees of freedom (5 seeds)
+T_975_3 = 3.182  # 3 degrees of freedom (4 seeds)
+
+
+def test_replication_table_intervals(doc):
+    table = report.replication_table(doc).set_index("variant")
+    # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015
+    for name, mean, se in (("tf2-classic", 0.986, 0.001), ("subclass-relu", 0.9775, 0.0015), ("d2l-sigmoid", 0.78, 0.01)):
+        r = table.loc[name]
+        assert r["test_ci_low"] == pytest.approx(mean - T_975_1 * se, abs=1e-5)
+        assert r["test_ci_high"] == pytest.approx(mean + T_975_1 * se, abs=1e-5)
+        assert r["test_ci_method"] == "t (df = 1)" and r["val_ci_low"] < r["val_mean"] < r["val_ci_high"]
+    assert table.loc["tf2-classic", "claim_in_ci"] is True and table.loc["subclass-relu", "claim_in_ci"] is True
+    assert table.loc["d2l-sigmoid", "claim_in_ci"] is None  # a Fashion-MNIST claim is never set against MNIST
+
+
+def test_replication_claim_outside_a_tight_interval(doc):
+    """Five seeds of tf2-classic all near 0.9800: the tutorial's 0.9876 falls outside the interval."""
+    import dataclasses
+
+    import pandas as pd
+
+    trials = doc.trials
+    tf2 = trials[(trials["variant"] == "tf2-classic") & (trials["seed"] == 0)].iloc[0]
+    extra = []
+    for seed, test in ((2, 0.9795), (3, 0.9805), (4, 0.9800)):
+        extra.append(tf2.copy())
+        extra[-1][["seed", "test_accuracy", "trial_id", "run_id"]] = [seed, test, f"tf2-classic-seed{seed}", f"r{seed}"]
+    five = trials[trials["variant"] == "tf2-classic"].copy()
+    five.loc[five["seed"] == 0, "test_accuracy"] = 0.9810
+    five.loc[five["seed"] == 1, "test_accuracy"] = 0.9790
+    runs = dataclasses.replace(doc, trials=pd.concat([five, pd.DataFrame(extra)], ignore_index=True))
+    r = report.replication_table(runs).set_index("variant").loc["tf2-classic"]
+    # 0.9810, 0.9790, 0.9795, 0.9805, 0.9800: mean 0.98, sample sd 0.00079057, se 0.00035355
+    assert r["n"] == 5 and r["seeds"] == "0,1,2,3,4" and r["test_mean"] == pytest.approx(0.98)
+    assert r["test_ci_high"] == pytest.approx(0.98 + T_975_4 * 0.00035355, abs=2e-6)
+    assert r["test_ci_method"] == "t (df = 4)"
+    assert r["claim_in_ci"] is False and r["difference"] == pytest.approx(0.98 - 0.9876)
+
+
+def test_variant_differences_by_hand(doc):
+    table = report.variant_differences(doc).set_index(["first", "second"])
+    assert list(table.index) == [("tf2-classic", "subclass-relu"), ("tf2-classic", "d2l-sigmoid"),
+                                 ("subclass-relu", "d2l-sigmoid")]  # by mean test accuracy, best first
+    assert set(table["metric"]) == {"test_accuracy"} and set(table["pairs"]) == {3}
+    # tf2-classic − subclass-relu by seed: 0.985 − 0.979, 0.987 − 0.976 = 0.006, 0.011: mean 0.0085, se 0.0025
+    close = table.loc[("tf2-classic", "subclass-relu")]
+    assert close["difference"] == pytest.approx(0.0085) and close["n"] == 2 and close["seeds"] == "0,1"
+    assert close["ci_low"] == pytest.approx(0.0085 - T_975_1 * 0.0025, abs=1e-5)
+    assert close["verdict"] == "no measurable effect at n = 2" and not close["real"] and not close["real_all_pairs"]
+    # tf2-classic − d2l-sigmoid: 0.215, 0.197: mean 0.206, se 0.009: real at 95%; at the Bonferroni level for
+    # 3 pairs (confidence 1 − 0.05/3) t with 1 df is tan(pi (0.99167 − 0.5)) = 38.19: 0.206 ± 0.344 includes 0
+    far = table.loc[("tf2-classic", "d2l-sigmoid")]
+    assert far["difference"] == pytest.approx(0.206) and far["ci_high"] == pytest.approx(0.206 + T_975_1 * 0.009, abs=1e-5)
+    assert far["real"] and far["verdict"] == "better"
+    t_strict = math.tan(math.pi * (1 - 0.05 / 3 / 2 - 0.5))
+    assert 0.206 - t_strict * 0.009 < 0 and not far["real_all_pairs"]
+    assert report.variant_differences(report.load_study("lenet", doc.tracking_uri)).empty
+
+
 def test_replication_table_empty_without_variants(search):
     assert report.replication_table(search).empty
     assert report.plot_variant_accuracy(search) is None and report.plot_learning_curves(search) is None
@@ -478,10 +542,11 @@ def test_write_report_documented_study(store, tmp_path):
     md = (out / "report.md").read_text()
     assert "reported figure vs measured TEST accuracy" in md and "de facto test/held-out" in md
     assert "| tf2-classic | mnist | 2 | 0,1 | 0.9876 |" in md
-    assert "0.9860 ± 0.0014 | -0.0016 |" in md
+    # test mean [95% t interval over 2 seeds: 0.986 ± 12.706 x 0.001], the claim 0.9876 inside it, difference
+    assert "| 0.9860 [0.9733, 0.9987] | yes | -0.0016 |" in md
     # d2l-sigmoid's figure is about Fashion-MNIST: shown with its dataset, no difference against MNIST.
     assert "| d2l-sigmoid | mnist | 2 (+1 failed) | 0,1 | (0.7966 on fashion_mnist) |" in md
-    assert "| 0.7800 ± 0.0141 | — |" in md
+    assert "| 0.7800 [0.6529, 0.9071] | — | — |" in md  # not compared: no "inside", no difference
     assert "2 (+1 failed)" in md and "(variant_learning_curves.png)" in md
     assert "report.md" not in _artifacts(store, store.runs["doc"])  # log_to_mlflow=False
 
@@ -492,6 +557,16 @@ def test_variant_figures_show_every_variant(doc):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["tf2-classic", "subclass-relu", "d2l-sigmoid"]
     heights = [p.get_height() for p in ax.patches]
     np.testing.assert_allclose(heights, [0.986, 0.9775, 0.79, 0.986, 0.9775, 0.78])
+    # error bars: the 95% t interval of each mean (2 seeds: mean ± 12.706 x se), not the sample std
+    from matplotlib.container import BarContainer
+
+    validation, test = [c for c in ax.containers if isinstance(c, BarContainer)]
+    test_bars = test.errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([seg[:, 1] for seg in test_bars],
+                               [[0.986 - T_975_1 * 0.001, 0.986 + T_975_1 * 0.001],
+                                [0.9775 - T_975_1 * 0.0015, 0.9775 + T_975_1 * 0.0015],
+                                [0.78 - T_975_1 * 0.01, 0.78 + T_975_1 * 0.01]], atol=1e-5)
+    assert "error bars: 95% CI of the mean" in ax.get_title()
     # Claims are drawn only beside measurements on their own dataset: tf2-classic and subclass-relu
     # (MNIST figures), not d2l-sigmoid's Fashion-MNIST 0.7966; the title says what was left out.
     (claims,) = [c for c in ax.collections if c.get_label().startswith("reported by the tutorial")]
@@ -502,6 +577,134 @@ def test_variant_figures_show_every_variant(doc):
     labels = [line.get_label() for line in curves.get_lines()]
     assert labels == ["tf2-classic (n=2)", "subclass-relu (n=2)", "d2l-sigmoid (n=2)"]
     np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), [0.9425, 0.9725, 0.98])
+
+
+# --------------------------------------------------------------------------- ablation: effects paired by seed
+
+ABLATION_BASE = [0.9870, 0.9865, 0.9880, 0.9875, 0.9860]  # the baseline's test accuracy, seeds 0-4
+# arm: (config changes, test accuracy − baseline per seed (None: not completed), seconds − baseline, parameters)
+ABLATION = {
+    "baseline": ({}, [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], 56930),
+    "activation=sigmoid": ({"activation": "sigmoid"}, [-0.010, -0.012, -0.011, -0.009, -0.013], [1, -1, 0, 2, -2], 56930),
+    "pooling=avg": ({"pooling": "avg"}, [-0.004, 0.002, 0.0, -0.002, 0.004], [0, 0, 0, 0, 0], 56930),
+    "kernel_size=5": ({"kernel_size": 5}, [0.001, 0.002, 0.0015, 0.0025, None], [9, 11, 10, 12, 0], 61706),
+    "c5=dense": ({"c5": "dense"}, [0.0005], [0], 56930),
+}
+
+
+@pytest.fixture(scope="session")
+def ablation_store(tmp_path_factory) -> Store:
+    """A store holding one ablation study: five arms x seeds 0-4 (kernel_size=5's seed 4 failed, c5=dense
+    ran seed 0 only), test and validation accuracy built so each effect is known by hand."""
+    root = tmp_path_factory.mktemp("ablation-store")
+    store = Store(uri=f"sqlite:///{root}/mlflow.db", root=root)
+    client = MlflowClient(tracking_uri=store.uri)
+    exp = store.experiments["ablation"] = client.create_experiment(
+        "ablation", artifact_location=(root / "artifacts").as_uri())
+    parent = store.runs["parent"] = _parent(client, exp, "ablation", start=0, end=5000)
+    client.log_batch(parent, params=[Param("kind", "ablation"), Param("seeds", "5")])
+    start = 0
+    for arm, (changes, deltas, seconds, params) in ABLATION.items():
+        for seed, delta in enumerate(deltas):
+            config = LeNetConfig(**{"activation": "relu", "pooling": "max", "kernel_size": 3, **changes, "seed": seed})
+            wall = 50 + seed + seconds[seed]
+            trial_id = f"{arm}-seed{seed}"
+            if delta is None:
+                run = _trial(client, exp, parent, trial_id, config, start=start, end=start + 5, acc=None,
+                             param_count=params, status="FAILED", trial_status="FAILED", stop="error",
+                             failure="ValueError: boom", arm=arm)
+            else:
+                test = ABLATION_BASE[seed] + delta
+                run = _trial(client, exp, parent, trial_id, config, start=start, end=start + wall, acc=test + 0.001,
+                             test=test, param_count=params, arm=arm)
+            store.runs[trial_id] = run
+            start += 100
+    return store
+
+
+@pytest.fixture(scope="session")
+def ablation(ablation_store):
+    return report.load_study("ablation", ablation_store.uri)
+
+
+def test_arm_column(ablation, search, doc):
+    assert ablation.trials["arm"].notna().all() and len(ablation.arm_trials) == 20  # 21 runs, 1 failed
+    assert list(report.arm_order(ablation.trials)) == ["activation=sigmoid", "pooling=avg", "kernel_size=5", "c5=dense"]
+    assert search.trials["arm"].isna().all() and doc.trials["arm"].isna().all() and search.arm_trials.empty
+    assert report.effects_table(search).empty and report.plot_effects(doc) is None
+
+
+def test_effects_table_by_hand(ablation):
+    table = report.effects_table(ablation).set_index(["arm", "metric"])
+    assert list(dict.fromkeys(a for a, _ in table.index)) == report.arm_order(ablation.trials)
+    # sigmoid: differences −0.010 −0.012 −0.011 −0.009 −0.013: mean −0.011, sd 0.0015811, half 2.776 x sd / sqrt 5
+    r = table.loc[("activation=sigmoid", "test_accuracy")]
+    half = T_975_4 * 0.0015811 / math.sqrt(5)
+    assert r["difference"] == pytest.approx(-0.011) and r["n"] == 5 and r["seeds"] == "0,1,2,3,4"
+    assert r["ci_low"] == pytest.approx(-0.011 - half, abs=2e-6) and r["ci_high"] == pytest.approx(-0.011 + half, abs=2e-6)
+    assert r["method"] == "paired t (df = 4)" and r["verdict"] == "worse" and r["knob"] == "activation"
+    assert r["value"] == "sigmoid" and r["baseline_mean"] == pytest.approx(np.mean(ABLATION_BASE))
+    assert r["arm_mean"] - r["baseline_mean"] == pytest.approx(r["difference"])
+    assert table.loc[("activation=sigmoid", "best_val_accuracy"), "difference"] == pytest.approx(-0.011)
+    # its time differences 1, −1, 0, 2, −2 s are symmetric around 0: no measurable effect
+    assert table.loc[("activation=sigmoid", "wall_time_s"), "verdict"] == "no measurable effect at n = 5"
+    # a knob with no effect: differences symmetric around 0, the interval includes 0
+    r = table.loc[("pooling=avg", "test_accuracy")]
+    assert r["difference"] == pytest.approx(0.0, abs=1e-12) and r["ci_low"] < 0 < r["ci_high"]
+    assert r["verdict"] == "no measurable effect at n = 5"
+    # an identical time at every seed: zero spread, interval [0, 0], still no effect (and no NaN)
+    same = table.loc[("pooling=avg", "wall_time_s")]
+    assert same["ci_low"] == same["ci_high"] == pytest.approx(0.0, abs=1e-9) and "zero spread" in same["method"]
+    assert same["verdict"] == "no measurable effect at n = 5"
+    # seed 4 failed in kernel_size=5: 4 pairs; 0.001 0.002 0.0015 0.0025: mean 0.00175, sd 0.00064550
+    r = table.loc[("kernel_size=5", "test_accuracy")]
+    assert r["n"] == 4 and r["seeds"] == "0,1,2,3" and r["unpaired"] == "4"
+    assert r["ci_low"] == pytest.approx(0.00175 - T_975_3 * 0.0006455 / 2, abs=2e-6) and r["verdict"] == "better"
+    assert r["method"] == "paired t (df = 3)"
+    params = table.loc[("kernel_size=5", "param_count")]  # +4,776 at every seed: exact, and fewer is better
+    assert (params["difference"], params["ci_low"], params["ci_high"]) == (4776, 4776, 4776) and params["verdict"] == "worse"
+    assert table.loc[("kernel_size=5", "wall_time_s"), "verdict"] == "worse"  # 9-12 s slower
+    # one seed: a difference, no interval
+    r = table.loc[("c5=dense", "test_accuracy")]
+    assert r["n"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "no interval at n = 1"
+    assert r["unpaired"] == "1,2,3,4" and r["difference"] == pytest.approx(0.0005)
+
+
+def test_effects_forest_plot(ablation):
+    fig = report.plot_effects(ablation)
+    ax = fig.axes[0]
+    ys = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks()))
+    assert list(ys) == ["activation=sigmoid", "pooling=avg", "kernel_size=5", "c5=dense"]
+    assert ys["activation=sigmoid"] > ys["pooling=avg"] > ys["kernel_size=5"] > ys["c5=dense"]  # first on top
+    bars = {float(c.lines[0].get_ydata()[0]): c for c in ax.containers}  # one per arm with an interval
+    assert set(bars) == {ys["activation=sigmoid"], ys["pooling=avg"], ys["kernel_size=5"]}
+    sigmoid = bars[ys["activation=sigmoid"]]
+    assert sigmoid.lines[0].get_xdata()[0] == pytest.approx(-1.1)  # percentage points
+    (segment,) = sigmoid.lines[2][0].get_segments()
+    half = 100 * T_975_4 * 0.0015811 / math.sqrt(5)
+    np.testing.assert_allclose(segment[:, 0], [-1.1 - half, -1.1 + half], atol=2e-4)
+    zero = [line for line in ax.get_lines() if list(line.get_xdata()) == [0, 0]]
+    assert zero, "no line at 0"
+    assert "percentage points" in ax.get_xlabel() and "test accuracy" in ax.get_xlabel()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert set(legend) == {"worse (interval below 0)", "no measurable effect (interval includes 0)",
+                           "better (interval above 0)", "no interval (n = 1)"}
+
+
+def test_write_report_ablation_study(ablation_store, tmp_path):
+    out = report.write_report("ablation", out_root=tmp_path, tracking_uri=ablation_store.uri, log_to_mlflow=False)
+    names = {p.name for p in out.iterdir()}
+    assert "effects.png" in names and "variant_accuracy.png" not in names
+    _assert_png(out / "effects.png")
+    md = (out / "report.md").read_text()
+    assert md.index("## Effects") < md.index("(effects.png)") < md.index("## Leaderboard")
+    for needle in ("### Test accuracy (higher is better)", "### Parameters (lower is better)", "### Training time (lower is better)",
+                   "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 | paired t (df = 4) "
+                   "| worse |",
+                   "| pooling=avg | 0.9870 | 0.9870 | +0.00 pp |", "no measurable effect at n = 5",
+                   "| kernel_size=5 | 56,930 | 61,706 | +4,776 | [+4,776, +4,776] | 4 |",
+                   "seeds 4 unpaired, left out", "no interval at n = 1", "paired by seed"):
+        assert needle in md, needle
 
 
 # --------------------------------------------------------------------------- notebooks
@@ -561,6 +764,7 @@ def test_run_notebooks_against_the_store(store, tmp_path):
     compare, search = (p.read_text() for p in paths)
     assert compare.count("data:image/png;base64,") >= 3  # accuracy bars, learning curves, Pareto
     assert "tf2-classic" in compare and "de facto" in compare
+    assert "real_all_pairs" in compare  # the table of differences between variants ran
     assert search.count("data:image/png;base64,") >= 4
     assert "Traceback" not in compare + search
     assert {"compare_variants.html", "search_results.html"} <= set(_artifacts(store, store.runs["doc"]))

@@ -12,11 +12,14 @@ and attaches the files to the study's parent run under "report";
 renders them to HTML beside the report.
 
 One job per module: `load` (the store, through `study.tracking`), `tables`,
+`stats` (confidence intervals of means and of differences paired by seed),
+`effects` (an ablation's arms against its baseline, pairs of variants),
 `figures` (data + drawing of each figure, and the FIGURES registry), `render`
 (report.md / report.html and `write_report`), `notebooks`. This module only
 re-exports, so `from study import report; report.X` works for all of them.
 """
 
+from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, variant_differences
 from .figures import (
     FIGURES,
     FigureSpec,
@@ -24,12 +27,14 @@ from .figures import (
     ParallelCoordinatesInfo,
     ParetoInfo,
     VariantCurves,
+    effects_info,
     figures,
     knob_info,
     learning_curves_info,
     parallel_coordinates_info,
     pareto_info,
     plot_best_so_far,
+    plot_effects,
     plot_knob,
     plot_learning_curves,
     plot_parallel_coordinates,
@@ -40,12 +45,14 @@ from .figures import (
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, ReportError, StudyRuns, list_studies, load_study
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
+from .stats import Interval, mean_interval, paired_difference, verdict
 from .tables import (
     best_so_far,
     failed_trials,
     knob_list,
     leaderboard,
     pareto_front,
+    per_seed,
     replication_table,
     reproduce_command,
     varied_knobs,
@@ -59,4 +66,7 @@ __all__ = [
     "plot_best_so_far", "plot_knob", "plot_learning_curves", "plot_parallel_coordinates", "plot_pareto",
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
+    # issue 11: statistics and effects
+    "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
+    "paired_difference", "per_seed", "plot_effects", "variant_differences", "verdict",
 ]

@@ -1,8 +1,9 @@
 """Figures: for each figure, the data behind it and a `plot_*` function that only draws it; and FIGURES, the registry.
 
 Split as in Optuna's visualization package: an info function computes what a
-figure shows (a DataFrame or a small NamedTuple; the tables of `tables.py`
-where one already exists: `replication_table`, `best_so_far`, `pareto_front`),
+figure shows (a DataFrame or a small NamedTuple; the tables of `tables.py` and `effects.py`
+where one already exists: `replication_table`, `best_so_far`, `pareto_front`,
+`effects_table` for an ablation's forest plot),
 and `plot_*(runs, ...)` draws that and returns a `matplotlib.figure.Figure`,
 or None when there is nothing to draw. Figures are drawn on Figure objects
 with an Agg canvas, never through pyplot, so no global backend or figure
@@ -22,6 +23,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .. import schema
+from .effects import effects_table
 from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, _missing
 from .tables import best_so_far, pareto_front, replication_table, varied_knobs, variant_order
 
@@ -76,7 +79,7 @@ def variant_accuracy_info(runs: StudyRuns) -> pd.DataFrame:
 
 
 def plot_variant_accuracy(runs: StudyRuns):
-    """Validation and test accuracy per documented variant: mean bars, std error bars, n, and the tutorial's
+    """Validation and test accuracy per documented variant: mean bars, 95% CI error bars, n, and the tutorial's
     figure where it was measured on the same dataset (a note names the claims left out, and why)."""
     table = variant_accuracy_info(runs)
     if table.empty:
@@ -86,10 +89,16 @@ def plot_variant_accuracy(runs: StudyRuns):
     width = 0.38
     has_test = table["test_mean"].notna().any()
     offset = width / 2 if has_test else 0.0
-    ax.bar(x - offset, table["val_mean"], width, yerr=table["val_std"].fillna(0), capsize=4,
+    # Error bars from the replication table's intervals (asymmetric where a bootstrap gave them; none at n = 1).
+    def reach(mean, bound):
+        return (mean - bound).abs().fillna(0)
+
+    val_lo, val_hi = reach(table["val_mean"], table["val_ci_low"]), reach(table["val_mean"], table["val_ci_high"])
+    test_lo, test_hi = reach(table["test_mean"], table["test_ci_low"]), reach(table["test_mean"], table["test_ci_high"])
+    ax.bar(x - offset, table["val_mean"], width, yerr=[val_lo, val_hi], capsize=4,
            color="C0", label="validation (best epoch)")
     if has_test:
-        ax.bar(x + offset, table["test_mean"], width, yerr=table["test_std"].fillna(0), capsize=4,
+        ax.bar(x + offset, table["test_mean"], width, yerr=[test_lo, test_hi], capsize=4,
                color="C1", label="test")
     applies = table["claim_applies"].astype(bool) & table["reported"].notna()
     reported = table["reported"].where(applies)
@@ -99,19 +108,17 @@ def plot_variant_accuracy(runs: StudyRuns):
     left_out = table[table["reported"].notna() & ~applies]
     not_drawn = ("\nnot drawn, measured by the tutorial on another dataset: " + "; ".join(
         f"{r.variant} {r.reported:.4f} ({r.dataset})" for r in left_out.itertuples())) if not left_out.empty else ""
-    values = pd.concat([table["val_mean"] - table["val_std"].fillna(0),
-                        table["test_mean"] - table["test_std"].fillna(0), reported]).dropna()
+    values = pd.concat([table["val_mean"] - val_lo, table["test_mean"] - test_lo, reported]).dropna()
     # Zoom in on the top of the axis only when every bar is high (say so on the label), else start at 0.
     low = math.floor((values.min() - 0.03) * 20) / 20 if len(values) and values.min() >= 0.5 else 0.0
-    top = min(1.0, (pd.concat([table["val_mean"] + table["val_std"].fillna(0),
-                                table["test_mean"] + table["test_std"].fillna(0), reported]).max()))
+    top = min(1.0, (pd.concat([table["val_mean"] + val_hi, table["test_mean"] + test_hi, reported]).max()))
     ax.set_ylim(low, top + (top - low) * 0.08)
     for xi, n in zip(x, table["n"]):
         ax.annotate(f"n={n}", (xi, low), xytext=(0, 4), textcoords="offset points", ha="center",
                     va="bottom", fontsize=8, color="white", fontweight="bold")
     ax.set_xticks(x, table["variant"], rotation=15, ha="right")
     ax.set_ylabel(f"accuracy (axis starts at {low:.2f})" if low > 0 else "accuracy")
-    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seed replicates; error bars: sample std"
+    ax.set_title(f"Documented variants (study '{runs.study}')\nmean over seeds; error bars: 95% CI of the mean"
                  + not_drawn)
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=3, fontsize=9)
@@ -366,9 +373,64 @@ def plot_pareto(runs: StudyRuns):
     return fig
 
 
+# --------------------------------------------------------------------------- ablation (issue 11)
+
+
+def effects_info(runs: StudyRuns) -> pd.DataFrame:
+    """The rows of `effects_table` the forest plot shows: test accuracy, or validation accuracy when no arm
+    has a test accuracy paired with the baseline's."""
+    table = effects_table(runs)
+    for metric in (schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY):
+        rows = table[table["metric"] == metric]
+        if (rows["n"] > 0).any():
+            return rows.reset_index(drop=True)
+    return table.iloc[0:0]
+
+
+_VERDICT_STYLE = {"better": ("C2", "better (interval above 0)"), "worse": ("C3", "worse (interval below 0)")}
+
+
+def plot_effects(runs: StudyRuns):
+    """Forest plot: each arm's mean difference from the baseline in percentage points, 95% CI bars paired
+    by seed, a line at 0; green/red where the interval excludes 0, grey where it does not (no measurable
+    effect), a hollow marker where there is no interval (n = 1)."""
+    info = effects_info(runs)
+    if info.empty:
+        return None
+    fig, ax = _figure(9.0, max(3.2, 0.42 * len(info) + 2.0))
+    ys = np.arange(len(info))[::-1]  # the first arm on top
+    labelled = set()
+    for y, r in zip(ys, info.itertuples()):
+        if r.n == 0:
+            ax.annotate("no paired seeds", (0, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+            continue
+        colour, label = _VERDICT_STYLE.get(r.verdict, ("0.45", "no measurable effect (interval includes 0)"))
+        d = 100 * r.difference
+        if math.isfinite(r.ci_low):
+            err = [[max(0.0, d - 100 * r.ci_low)], [max(0.0, 100 * r.ci_high - d)]]
+            ax.errorbar([d], [y], xerr=err, fmt="o", color=colour, capsize=4, ms=6,
+                        label=None if label in labelled else label)
+        else:
+            label = "no interval (n = 1)"
+            ax.plot([d], [y], "o", mfc="white", color="0.45", ms=6, label=None if label in labelled else label)
+        labelled.add(label)
+        ax.annotate(f"n={r.n}", (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(0.0, color="0.2", lw=1, ls="--", zorder=1)
+    ax.set_yticks(ys, info["arm"])
+    ax.set_ylim(-0.7, len(info) - 0.3)
+    ax.set_xlabel(f"difference in {info['label'].iloc[0]} from the baseline (percentage points)")
+    ax.set_title(f"Effect of each arm against the baseline (study '{runs.study}')\n"
+                 "mean difference paired by seed, 95% confidence interval")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
 # --------------------------------------------------------------------------- the registry
 
 VARIANTS_SECTION, SEARCH_SECTION = "Documented variants", "Search"  # report.md's "##" headings
+EFFECTS_SECTION = "Effects"  # an ablation's arms against its baseline
 
 
 def _always(runs: StudyRuns) -> bool:
@@ -419,6 +481,10 @@ def _has_search(runs: StudyRuns) -> bool:
     return runs.has_search
 
 
+def _is_ablation(runs: StudyRuns) -> bool:
+    return not runs.arm_trials.empty
+
+
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("variant_accuracy.png", plot_variant_accuracy, VARIANTS_SECTION, None,
                "Accuracy of each documented variant", _has_variants),
@@ -432,6 +498,9 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
                "Top trials across the knobs", "Parallel coordinates"),
     FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against parameter count", "Pareto front"),
+    # issue 11: ablation studies
+    FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
+               "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),
 )
 
 

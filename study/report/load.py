@@ -48,7 +48,8 @@ class StudyRuns:
     (rows of `tracking.runs_frame`, oldest first); `parent`: the latest of them that has
     trials (settings, provenance, and where the report is attached); `trials`:
     one row per trial, deduplicated by TRIAL_ID (see `load_study`), numbered by
-    start time, with `state` completed|failed|running and `failure_reason`;
+    start time, with `state` completed|failed|running and `failure_reason`
+    (and `arm`, an ablation's arm, None for other trials);
     `histories`: run_id -> DataFrame(step, metric, value) for every ended trial;
     `datasets`: the parent's MLflow dataset inputs.
     """
@@ -98,6 +99,12 @@ class StudyRuns:
         """Completed trials of documented variants (those with the `variant` param)."""
         done = self.completed
         return done[done["variant"].notna()]
+
+    @property
+    def arm_trials(self) -> pd.DataFrame:
+        """Completed trials of an ablation's arms (those with the `arm` param or tag)."""
+        done = self.completed
+        return done[done["arm"].notna()]
 
     @property
     def has_search(self) -> bool:
@@ -237,6 +244,10 @@ def _trials_frame(children: pd.DataFrame) -> pd.DataFrame:
     variant_tag = _col(children, f"tags.{schema.VARIANT}")
     out["variant"] = [_text(p) or _text(t) for p, t in zip(variant_param, variant_tag)]
     out["variant"] = out["variant"].astype(object)
+    # An ablation's arm ("baseline" or "<knob>=<value>"), param first as for the variant; None elsewhere.
+    out["arm"] = [_text(p) or _text(t) for p, t in zip(_col(children, f"params.{schema.ARM}"),
+                                                        _col(children, f"tags.{schema.ARM}"))]
+    out["arm"] = out["arm"].astype(object)
     out["seed"] = pd.to_numeric(_col(children, "params.seed"), errors="coerce").round().astype("Int64")
     for knob, kind in KNOB_TYPES.items():
         raw = _col(children, f"params.{knob}")

@@ -19,7 +19,8 @@ from typing import Any
 
 from .. import schema
 from ..files import folder_name
-from .figures import FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
+from .effects import EFFECT_METRICS, effects_table, variant_differences
+from .figures import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
 from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
 
@@ -159,25 +160,38 @@ def _replication_section(runs: StudyRuns) -> list[str]:
         f"## {VARIANTS_SECTION}", "",
         "### Replication: reported figure vs measured TEST accuracy", "",
         "The tutorials' figures are de facto test/held-out figures, so they are set beside the measured "
-        "**test** accuracy (mean ± sample std over seed replicates); difference = measured test mean − reported, "
-        "only where the variant ran on the dataset its tutorial measured (a figure about another dataset is shown "
-        "in parentheses with that dataset, and not compared). "
+        "**test** accuracy: the mean over seed replicates with its 95% confidence interval (a t interval over "
+        "the seeds, none with one seed; `interval` names the method), and whether the tutorial's figure falls "
+        "inside that interval. Difference = measured test mean − reported. Both only where the variant ran on "
+        "the dataset its tutorial measured (a figure about another dataset is shown in parentheses with that "
+        "dataset, and not compared). "
         "Validation accuracy is the best epoch's, on the validation split carved from the training set.", "",
     ]
     rows = []
     for _, r in table.iterrows():
-        pm = lambda m, s: "—" if _missing(m) else (f"{m:.4f} ± {s:.4f}" if not _missing(s) else f"{m:.4f}")  # noqa: E731
         rows.append([
             r["variant"], _fmt(r["measured_dataset"]), f"{r['n']}" + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
-            _fmt(r["seeds"]), _claim(r), _fmt(r["reported_as"]), pm(r["test_mean"], r["test_std"]),
-            _fmt(r["difference"], "signed"), pm(r["val_mean"], r["val_std"]),
-            _fmt(r["params_doc"], "int"), _fmt(r["params_measured"], "int"), r["note"] or "",
+            _fmt(r["seeds"]), _claim(r), _fmt(r["reported_as"]),
+            _mean_ci(r["test_mean"], r["test_ci_low"], r["test_ci_high"]), _yes_no(r["claim_in_ci"]),
+            _fmt(r["difference"], "signed"), _mean_ci(r["val_mean"], r["val_ci_low"], r["val_ci_high"]),
+            _fmt(r["test_ci_method"]), _fmt(r["params_doc"], "int"), _fmt(r["params_measured"], "int"), r["note"] or "",
         ])
     lines.append(_md_table(
-        ["variant", "dataset", "n", "seeds", "reported", "reported as", "measured TEST (mean ± std)",
-         "difference (test − reported)", "measured val (mean ± std)", "params (doc)", "params (measured)", "note"],
+        ["variant", "dataset", "n", "seeds", "reported", "reported as", "measured TEST mean [95% CI]",
+         "reported inside the CI", "difference (test − reported)", "measured val mean [95% CI]", "interval",
+         "params (doc)", "params (measured)", "note"],
         rows))
     return lines + [""]
+
+
+def _mean_ci(mean: Any, low: Any, high: Any) -> str:
+    if _missing(mean):
+        return "—"
+    return f"{mean:.4f}" + ("" if _missing(low) else f" [{low:.4f}, {high:.4f}]")
+
+
+def _yes_no(value: Any) -> str:
+    return "—" if value is None or _missing(value) else ("yes" if value else "no")
 
 
 def _claim(r) -> str:
@@ -208,6 +222,87 @@ def _pareto_section(runs: StudyRuns) -> list[str]:
              _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"] for _, r in front.iterrows()]
     return ["### Pareto front: validation accuracy vs parameters", "",
             _md_table(["trial", "variant", "params", "val acc", "test acc", "run id"], rows), ""]
+
+
+# --------------------------------------------------------------------------- effects and differences (issue 11)
+
+
+def _signed(value: Any, metric: str) -> str:
+    """A difference in the unit the report reads it in: accuracy in percentage points, time in s, parameters."""
+    if _missing(value):
+        return "—"
+    if metric in (schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY):
+        return f"{100 * float(value):+.2f} pp"
+    if metric == "param_count":
+        return f"{int(round(float(value))):+,}"
+    return f"{float(value):+.1f} s"
+
+
+def _ci(low: Any, high: Any, metric: str) -> str:
+    return "—" if _missing(low) else f"[{_signed(low, metric)}, {_signed(high, metric)}]"
+
+
+def _level(metric: str, value: Any) -> str:
+    if metric in (schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY):
+        return _fmt(value, "acc")
+    return _fmt(value, "int" if metric == "param_count" else "s")
+
+
+def _effects_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
+    table = effects_table(runs)
+    lines = [f"## {EFFECTS_SECTION}", ""]
+    if table.empty:
+        return lines + ["No completed trial of the baseline arm: no effect can be computed.", ""]
+    lines += [
+        "Each arm against the baseline arm, **paired by seed**: the mean difference (arm − baseline) over the "
+        "seeds both completed, with its 95% confidence interval and the method that gave it (a paired t "
+        "interval; a seeded BCa bootstrap only for 10 or more pairs whose differences a Shapiro-Wilk test finds "
+        "far from normal; no interval with one pair). An interval that includes 0 reads \"no measurable effect "
+        "at n = K\", never a winner. Accuracy differences are in percentage points (pp); for training time and "
+        "parameters, lower is better.", "",
+    ]
+    lines += _figure_lines(runs, EFFECTS_SECTION, figure_names)
+    for metric in EFFECT_METRICS:
+        rows = []
+        for _, r in table[table["metric"] == metric.column].iterrows():
+            left_out = f"seeds {r['unpaired']} unpaired, left out" if r["unpaired"] else ""
+            rows.append([r["arm"], _level(metric.column, r["baseline_mean"]), _level(metric.column, r["arm_mean"]),
+                         _signed(r["difference"], metric.column), _ci(r["ci_low"], r["ci_high"], metric.column),
+                         r["n"], r["method"], r["verdict"], left_out])
+        better = "higher" if metric.higher_is_better else "lower"
+        lines += [f"### {metric.label.capitalize()} ({better} is better)", "",
+                  _md_table(["arm", "baseline", "arm mean", "difference", "95% CI", "n", "method", "verdict", "note"],
+                            rows), ""]
+    return lines
+
+
+def _differences_section(runs: StudyRuns) -> list[str]:
+    table = variant_differences(runs)
+    if table.empty:
+        return []
+    metric = table["metric"].iloc[0]
+    m = int(table["pairs"].iloc[0])
+    name = "test" if metric == schema.TEST_ACCURACY else "validation"
+    lines = [
+        "### Which differences are real", "",
+        f"Each pair of variants on {name} accuracy, **paired by seed**: the mean difference (first − second, "
+        "the first being the one with the higher mean) over the seeds both completed, with its 95% confidence "
+        "interval (a paired t interval; a seeded BCa bootstrap only for 10 or more pairs whose differences a "
+        "Shapiro-Wilk test finds far from normal). \"real\" when the interval excludes 0; an interval that "
+        "includes 0 reads \"no measurable effect at n = K\". Each 95% interval misses the true difference one "
+        f"time in twenty, so among {m} intervals read at once some may exclude 0 by chance alone: the last column "
+        f"says whether the interval still excludes 0 at the Bonferroni level for all {m} (confidence 1 − 0.05/{m}).",
+        "",
+    ]
+    rows = []
+    for _, r in table.iterrows():
+        said = f"{r['first']} better" if r["verdict"] == "better" else r["verdict"]
+        rows.append([r["first"], r["second"], _fmt(r["first_mean"], "acc"), _fmt(r["second_mean"], "acc"),
+                     _signed(r["difference"], metric), _ci(r["ci_low"], r["ci_high"], metric), r["n"], r["method"],
+                     said, "yes" if r["real"] else "no", "yes" if r["real_all_pairs"] else "no"])
+    lines.append(_md_table(["first", "second", "first mean", "second mean", "difference", "95% CI", "n", "method",
+                            "verdict", "real (95%)", f"real for all {m} pairs at once"], rows))
+    return lines + [""]
 
 
 # What report.md adds after a figure, keyed by the figure's draw function.
@@ -245,9 +340,12 @@ def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> 
     ]
     lines += _settings_section(runs)
     lines += _provenance_section(runs)
+    if not runs.arm_trials.empty:  # issue 11: an ablation's answer comes before its leaderboard
+        lines += _effects_section(runs, figure_names)
     lines += _leaderboard_section(runs, top)
     if not runs.variant_trials.empty:
         lines += _replication_section(runs)
+        lines += _differences_section(runs)
         lines += _figure_lines(runs, VARIANTS_SECTION, figure_names)
     search = _figure_lines(runs, SEARCH_SECTION, figure_names)
     if search:

@@ -1,7 +1,8 @@
 """Tables: the numbers of a report, computed from a `StudyRuns` as pandas DataFrames.
 
 Pure functions of the loaded study (nothing here reads the store or draws):
-the replication table of the documented variants, the best-so-far curve, the
+the replication table of the documented variants (means with the 95% intervals
+of `stats.py`), the best-so-far curve, the
 Pareto front, the leaderboard with the command that reproduces each trial,
 the failed trials, and which knobs the completed trials varied. The figures
 (`figures.py`) and report.md (`render.py`) are drawn from these.
@@ -14,6 +15,7 @@ import pandas as pd
 
 from ..variants import VARIANTS
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, StudyRuns, _missing, _text
+from .stats import CONFIDENCE, mean_interval
 
 
 def varied_knobs(runs: StudyRuns) -> list[str]:
@@ -22,18 +24,30 @@ def varied_knobs(runs: StudyRuns) -> list[str]:
     return [k for k in KNOBS if done[k].dropna().nunique() > 1]
 
 
-def replication_table(runs: StudyRuns) -> pd.DataFrame:
+def per_seed(trials: pd.DataFrame, column: str) -> pd.Series:
+    """`column` of `trials` by seed (NaN dropped); trials of the same seed are averaged."""
+    values = trials[["seed", column]].dropna()
+    return values.groupby(values["seed"].astype(int))[column].mean().astype(float)
+
+
+def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per documented variant: the tutorial's figure beside the measured accuracy over seeds.
 
     `difference` = measured mean TEST accuracy - reported figure (the tutorials'
     figures are de facto test/held-out figures), only where the variant was
     measured on the dataset its tutorial used (`claim_applies`); a claim about
     another dataset is listed, never compared. std is the sample std (ddof=1).
+    `test_ci_low`/`test_ci_high` (and `val_ci_*`): the 95% interval of the mean
+    over the replicates (`stats.mean_interval`: a t interval, see its rule;
+    NaN with one replicate), its method in `test_ci_method`; `claim_in_ci`:
+    whether the tutorial's figure lies inside the test interval (None where the
+    claim is not compared or there is no interval).
     """
     trials = runs.trials[runs.trials["variant"].notna()]
     columns = [
         "variant", "dataset", "measured_dataset", "n", "n_failed", "seeds", "reported", "reported_as", "claim_applies",
         "val_mean", "val_std", "test_mean", "test_std", "difference", "params_doc", "params_measured", "note",
+        "test_ci_low", "test_ci_high", "test_ci_method", "val_ci_low", "val_ci_high", "claim_in_ci",
     ]
     if trials.empty:
         return pd.DataFrame(columns=columns)
@@ -63,6 +77,8 @@ def replication_table(runs: StudyRuns) -> pd.DataFrame:
             notes.append("no test accuracy recorded")
         params = done["param_count"].dropna()
         params_measured = float(params.median()) if len(params) else np.nan
+        test_ci = mean_interval(test.to_numpy(), confidence)
+        val_ci = mean_interval(done["best_val_accuracy"].to_numpy(), confidence)
         rows.append({
             "variant": name,
             "dataset": v.dataset if v else None,
@@ -81,8 +97,16 @@ def replication_table(runs: StudyRuns) -> pd.DataFrame:
             "params_doc": v.params if v else np.nan,
             "params_measured": params_measured,
             "note": "; ".join(notes),
+            "test_ci_low": test_ci.low,
+            "test_ci_high": test_ci.high,
+            "test_ci_method": test_ci.method if test_ci.n else None,
+            "val_ci_low": val_ci.low,
+            "val_ci_high": val_ci.high,
+            "claim_in_ci": test_ci.includes(float(reported)) if claim_applies else None,
         })
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    out["claim_in_ci"] = out["claim_in_ci"].astype(object)  # True / False / None, whatever the rows hold
+    return out
 
 
 def variant_order(names) -> list[str]:
