@@ -19,7 +19,7 @@ One job per module: `load` (the store, through `study.tracking`), `tables`,
 re-exports, so `from study import report; report.X` works for all of them.
 """
 
-from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, variant_differences
+from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
 from .figures import (
     FIGURES,
     FigureSpec,
@@ -52,7 +52,6 @@ from .tables import (
     knob_list,
     leaderboard,
     pareto_front,
-    per_seed,
     replication_table,
     reproduce_command,
     varied_knobs,
@@ -68,5 +67,5 @@ __all__ = [
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
     # issue 11: statistics and effects
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
-    "paired_difference", "per_seed", "plot_effects", "variant_differences", "verdict",
+    "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
 ]

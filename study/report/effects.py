@@ -19,7 +19,7 @@ import pandas as pd
 from .. import schema
 from .load import StudyRuns
 from .stats import CONFIDENCE, Interval, paired_difference, verdict
-from .tables import per_seed, variant_order
+from .tables import variant_order
 
 
 class EffectMetric(NamedTuple):
@@ -49,6 +49,14 @@ def _interval_row(interval: Interval) -> dict:
     }
 
 
+def seed_means(trials: pd.DataFrame, by: str, columns: list[str]) -> pd.DataFrame:
+    """`columns` of `trials` averaged per (`by`, seed) (NaN skipped; trials without a seed left out), indexed by
+    both: the per-seed values every pairing here reads, computed once."""
+    seeded = trials.dropna(subset=["seed"])
+    keys = [seeded[by], seeded["seed"].astype(int).rename("seed")]
+    return seeded[columns].astype(float).groupby(keys).mean()
+
+
 def arm_order(trials: pd.DataFrame) -> list[str]:
     """The arms other than the baseline, in the order their first trial started (the space file's order)."""
     first = trials.dropna(subset=["arm"]).sort_values("trial_number", kind="stable")
@@ -65,15 +73,17 @@ def effects_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.DataFra
     "<knob>=<value>". Empty when the study has no completed baseline trial.
     """
     done = runs.arm_trials
-    baseline = done[done["arm"] == schema.ARM_BASELINE]
-    if baseline.empty:
+    means = seed_means(done, "arm", [m.column for m in EFFECT_METRICS])
+    if schema.ARM_BASELINE not in means.index.get_level_values(0):
         return pd.DataFrame(columns=_EFFECT_COLUMNS)
+    baseline = means.loc[schema.ARM_BASELINE]
+    empty = baseline.iloc[0:0]
     rows = []
     for arm in arm_order(runs.trials):
-        mine = done[done["arm"] == arm]
+        mine = means.loc[arm] if arm in means.index.get_level_values(0) else empty  # an arm that only failed
         knob, _, value = arm.partition("=")
         for metric in EFFECT_METRICS:
-            a, b = per_seed(mine, metric.column), per_seed(baseline, metric.column)
+            a, b = mine[metric.column].dropna(), baseline[metric.column].dropna()
             interval = paired_difference(a, b, confidence)
             paired = list(interval.seeds)
             rows.append({
@@ -105,9 +115,11 @@ def variant_differences(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.D
     if len(names) < 2:
         return pd.DataFrame(columns=columns)
     metric = schema.TEST_ACCURACY if trials[schema.TEST_ACCURACY].notna().any() else schema.BEST_VAL_ACCURACY
-    by_variant = {name: per_seed(trials[trials["variant"] == name], metric) for name in names}
-    means = {name: float(s.mean()) if len(s) else -np.inf for name, s in by_variant.items()}
-    rank = sorted(names, key=lambda v: (-means[v], names.index(v)))
+    means = seed_means(trials, "variant", [metric])[metric]
+    by_variant = {name: means.loc[name].dropna() if name in means.index.get_level_values(0) else means.iloc[0:0]
+                  for name in names}
+    overall = {name: float(s.mean()) if len(s) else -np.inf for name, s in by_variant.items()}
+    rank = sorted(names, key=lambda v: (-overall[v], names.index(v)))
     pairs = []
     for first, second in combinations(rank, 2):
         interval = paired_difference(by_variant[first], by_variant[second], confidence)

@@ -24,12 +24,6 @@ def varied_knobs(runs: StudyRuns) -> list[str]:
     return [k for k in KNOBS if done[k].dropna().nunique() > 1]
 
 
-def per_seed(trials: pd.DataFrame, column: str) -> pd.Series:
-    """`column` of `trials` by seed (NaN dropped); trials of the same seed are averaged."""
-    values = trials[["seed", column]].dropna()
-    return values.groupby(values["seed"].astype(int))[column].mean().astype(float)
-
-
 def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per documented variant: the tutorial's figure beside the measured accuracy over seeds.
 
