@@ -7,7 +7,7 @@ parent run per `search` invocation, one nested child run per keras-tuner trial.
 Parent run (tag ROLE = ROLE_STUDY):
   params  the study's settings (StudySettings.to_params: dataset, tuner, max_trials, epochs,
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
-          test_eval), plus OBJECTIVE_PARAM, SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with
+          test_eval, stop_at_chance, final_epochs, kind ("search" or "ablation"), seeds), plus OBJECTIVE_PARAM, SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with
           workers WORKERS_PARAM, THREADS_PARAM
   tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
           DATA_PREFIX + <name|resolved|source|n_train|n_test|digest|note>,
@@ -22,11 +22,12 @@ Parent run (tag ROLE = ROLE_STUDY):
 
 Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
   params  every LeNetConfig field (LeNetConfig.to_params), plus VARIANT when the trial is a
-          documented variant's recipe, BASE_VARIANT when the space changed that recipe, and
-          the tuner/* keys Hyperband adds
-  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, TRIAL_STATUS (TRIAL_STATUSES),
+          documented variant's recipe, BASE_VARIANT when the space changed that recipe, ARM in
+          an ablation (kind "ablation": "baseline" or "<knob>=<value>", the trial's `seed` param
+          pairing the arms), and the tuner/* keys Hyperband adds
+  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES
-  name    "trial <id>: <its knobs>" (the progress line's label)
+  name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation)
 
 Final run (tag ROLE = ROLE_FINAL, TRIAL_ID = FINAL_TRIAL_ID, with final_epochs): the best trial's
 configuration trained final_epochs epochs (patience off) after the search: the child run's params,
@@ -52,6 +53,8 @@ FAILURE_REASON = "lenet.failure_reason"
 TRIAL_VALUES = "lenet.trial_values"
 STOP_REASON = "lenet.stop_reason"
 VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
+# An ablation's arm (study/ablation.py): "baseline" or "<knob>=<value>"; a param and a tag on child runs.
+ARM = "arm"
 WORKER = "lenet.worker"
 # An ablation study's arm (issue 11): a param AND a tag on each trial child run, ARM_BASELINE or "<knob>=<value>".
 ARM = "arm"

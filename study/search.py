@@ -136,7 +136,7 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
 # What defines a study: resuming it with another value would mix trials of two studies. max_trials may
 # change (more trials of the same study); test_eval and final_epochs act after the search.
 DEFINING_SETTINGS = ("dataset", "tuner", "epochs", "patience", "executions_per_trial", "seed", "val_fraction",
-                     "hyperband_factor", "train_samples", "stop_at_chance")
+                     "hyperband_factor", "train_samples", "stop_at_chance", "kind", "seeds")
 
 
 def check_resume(request: StudyRequest, data_digest: str | None = None) -> None:
@@ -262,8 +262,9 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     check_resume(request, data_digest=prov.digest)
     search_id = _search_id(project_dir, request.fresh)
     devices = describe_devices()
+    method = settings.tuner if settings.kind == "search" else "ablation"  # an ablation's grid of arms x seeds
     echo(
-        f"study {study!r}: {settings.tuner} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "
+        f"study {study!r}: {method} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "
         f"{len(ds.y_test):,} test, source {prov.source}), devices: {devices}"
     )
 
@@ -273,7 +274,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
         echo(f"marked {stale} run(s) left RUNNING by an interrupted process as KILLED")
     # Damaged tuner state is repaired from the store, or refused in one line, before the parent run starts.
     repair_tuner_state(project_dir, tracker, space, settings.tuner, echo)
-    run_name = (f"{study}: {settings.tuner} on {prov.resolved}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    run_name = (f"{study}: {method} on {prov.resolved}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
                 + (" (resumed)" if resumed else ""))
     params = {
         **settings.to_params(),

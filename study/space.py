@@ -20,6 +20,9 @@ knob's spec); the knobs it leaves out take their first choice or minimum.
 Knobs are the fields of `LeNetConfig` plus `variant` (a documented variant
 whose recipe the trial starts from). Knobs not in the file keep their
 defaults, so every trial still resolves every knob (see `resolve_config`).
+
+A `study.kind: ablation` file has `baseline:` and `ablate:` instead of `space:`;
+study/ablation.py compiles it into the same Space (a grid over arms x seeds).
 """
 
 from __future__ import annotations
@@ -27,18 +30,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import model as m
+from .spacefile import SpaceError, read_space_file
 from .variants import VARIANTS
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
+KINDS = ("search", "ablation")  # an ablation file is compiled by study/ablation.py
 
 # knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
 _KNOB_KINDS = {name: m.scalar_type(tp) for name, tp in m.field_types(m.LeNetConfig).items()}
@@ -72,37 +74,6 @@ SPEC_KEYS = set(KNOB_TYPES) | {"sampling", "step", "when"}
 SAMPLINGS = ("linear", "log", "reverse_log")
 
 
-class SpaceError(ValueError):
-    """A space file that cannot be used; the message names the file, the key and what is allowed."""
-
-
-class _SpaceLoader(yaml.SafeLoader):
-    """yaml.safe_load's loader, stricter: a key given twice is an error (YAML keeps the last one: a
-    second `study:` section would silently reset the study), and so is an alias (`*name`), which can
-    expand a few lines into gigabytes ("billion laughs"); a space file writes its values out."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"alias *{event.anchor}: aliases are not allowed in a space file; write the value out",
-                event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader's own error names it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key]}); a key may appear once",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
 @dataclass(frozen=True)
 class StudySettings:
     """A study's defaults, from the `study:` section; CLI flags override them."""
@@ -120,6 +91,8 @@ class StudySettings:
     test_eval: str = "best"  # evaluate on test: the best trial only, or every finished trial
     stop_at_chance: int = 0  # stop a trial still at chance validation accuracy after this many epochs; 0 = off
     final_epochs: int = 0  # after the search, train the best configuration this many epochs (its own run); 0 = off
+    kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py)
+    seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1
     description: str = ""
 
     def override(self, **changes: Any) -> "StudySettings":
@@ -155,6 +128,7 @@ class Space:
     settings: StudySettings
     text: str
     start_with: tuple[dict, ...] = ()  # configurations the tuner tries first (knob -> value)
+    ablation: Any = None  # an ablation.Ablation when the file is `kind: ablation` (knobs: its compiled grid)
 
     def start_values(self) -> list[dict[str, Any]]:
         """Each start_with entry as complete keras-tuner values: the space's defaults (first choice,
@@ -196,6 +170,8 @@ class Space:
         return total
 
     def describe(self) -> str:
+        if self.ablation is not None:
+            return self.ablation.describe(self)
         lines = [f"space {self.path} (study {self.name!r}, sha256 {self.digest[:12]})"]
         width = max((len(k) for k in self.knobs), default=5)
         for knob, spec in self.knobs.items():
@@ -382,6 +358,16 @@ def _check_settings(s: StudySettings, where: str) -> None:
         bad("dataset", "allowed: " + ", ".join(DATASETS))
     if s.tuner not in TUNERS:
         bad("tuner", "allowed: " + ", ".join(TUNERS))
+    if s.kind not in KINDS:
+        bad("kind", "allowed: " + ", ".join(KINDS))
+    if not isinstance(s.seeds, int) or isinstance(s.seeds, bool) or s.seeds < (2 if s.kind == "ablation" else 1):
+        bad("seeds", "need an integer of at least 2: an ablation trains every arm with each seed, which pairs them"
+            if s.kind == "ablation" else "need an integer of at least 1")
+    if s.kind == "search" and s.seeds != 1:
+        bad("seeds", "only a kind: ablation study repeats its trials over seeds; a search varies space.seed")
+    if s.kind == "ablation" and (s.tuner, s.test_eval) != ("grid", "all"):
+        key = "tuner" if s.tuner != "grid" else "test_eval"
+        bad(key, "an ablation runs every arm x seed (a grid) and evaluates each on the test set")
     if s.test_eval not in TEST_EVALS:
         bad("test_eval", "allowed: " + ", ".join(TEST_EVALS))
     for key in ("max_trials", "executions_per_trial"):
@@ -479,45 +465,36 @@ def _start_with(source: str, raw: Any, knobs: dict[str, dict], settings: StudySe
 
 def check_space_for_dataset(space: "Space", settings: StudySettings, where: str | None = None) -> None:
     """Knob values that make no sense on the study's dataset: a mirroring augment on digits."""
-    spec = space.knobs.get("augment")
-    if spec is None or settings.dataset in FLIP_DATASETS:
+    if settings.dataset in FLIP_DATASETS:
         return
-    values = spec["values"] if spec["type"] == "choice" else [spec["value"]]
-    flips = [v for v in values if v in FLIP_AUGMENTS]
-    if flips:
-        raise SpaceError(f"{where or space.path}: space.augment: {flips[0]!r} mirrors images, which turns digits "
-                         f"into other symbols; it is allowed on {', '.join(FLIP_DATASETS)} only, not on "
-                         f"{settings.dataset}")
+    if space.ablation is not None:  # the baseline's and the arms' values, each under its own key
+        named = space.ablation.values_of("augment")
+    else:
+        spec = space.knobs.get("augment") or {"type": "choice", "values": []}
+        named = [("space.augment", v) for v in (spec["values"] if spec["type"] == "choice" else [spec["value"]])]
+    for key, value in named:
+        if value in FLIP_AUGMENTS:
+            raise SpaceError(f"{where or space.path}: {key}: {value!r} mirrors images, which turns digits into "
+                             f"other symbols; it is allowed on {', '.join(FLIP_DATASETS)} only, not on "
+                             f"{settings.dataset}")
 
 
 def load_space(path: str | Path) -> Space:
-    """Read and validate a space file; raise SpaceError naming the file and key."""
+    """Read and validate a space file; raise SpaceError naming the file and key. A `kind: ablation` file
+    is compiled by study/ablation.py into the same Space (a grid over arms x seeds)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
-    try:
-        doc = yaml.load(data, Loader=_SpaceLoader) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise SpaceError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(doc, dict):
-        raise SpaceError(f"{path}: expected a mapping with 'study' and 'space' sections")
+    data, doc = read_space_file(path)
+    if study_kind(path, doc) == "ablation":
+        from .ablation import load_ablation
+
+        return load_ablation(path, data, doc)
     extra = set(doc) - {"study", "space", "start_with"}
+    if extra & {"baseline", "ablate"}:
+        raise SpaceError(f"{path}: {sorted(extra)[0]}: only an ablation takes baseline and ablate; add kind: "
+                         "ablation to the study section, or give the knobs to search under space")
     if extra:
         raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; allowed: study, space, start_with")
-
-    study = doc.get("study") or {}
-    if not isinstance(study, dict):
-        raise SpaceError(f"{path}: study: expected a mapping of settings")
-    allowed_settings = [f.name for f in dataclasses.fields(StudySettings)]
-    for key in study:
-        if key not in allowed_settings:
-            raise SpaceError(f"{path}: study.{key}: unknown setting; allowed: {', '.join(allowed_settings)}")
-    settings = StudySettings(**study)
-    _check_settings(settings, str(path))
+    settings = study_settings(path, doc)
 
     raw_space = doc.get("space")
     if not isinstance(raw_space, dict) or not raw_space:
@@ -542,14 +519,42 @@ def load_space(path: str | Path) -> Space:
     return space
 
 
+def study_kind(path: Path, doc: dict) -> str:
+    study = doc.get("study")
+    kind = study.get("kind", "search") if isinstance(study, dict) else "search"
+    if kind not in KINDS:
+        raise SpaceError(f"{path}: study.kind: {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
+    return kind
+
+
+def study_settings(path: Path, doc: dict, **compiled: Any) -> StudySettings:
+    """The `study:` section as checked settings; `compiled`: settings the file's kind sets itself."""
+    study = doc.get("study") or {}
+    if not isinstance(study, dict):
+        raise SpaceError(f"{path}: study: expected a mapping of settings")
+    allowed_settings = [f.name for f in dataclasses.fields(StudySettings)]
+    for key in study:
+        if key not in allowed_settings:
+            raise SpaceError(f"{path}: study.{key}: unknown setting; allowed: {', '.join(allowed_settings)}")
+    settings = StudySettings(**{**study, **compiled})
+    _check_settings(settings, str(path))
+    return settings
+
+
 def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> m.LeNetConfig:
     """Turn one trial's hyperparameter values into a full LeNetConfig.
 
     Start from the variant's recipe when `variant` is set (its epochs capped by
     the study's), else from the defaults with the study's epochs and patience;
-    then apply every other value the trial carries.
+    then apply every other value the trial carries, and an ablation's `arm`
+    ("<knob>=<value>") over them.
     """
     values = {k: v for k, v in values.items() if not k.startswith("tuner/")}  # Hyperband's own
+    arm = values.pop("arm", None)  # an ablation's arm: the baseline, or one of its knobs changed
+    if arm is not None:
+        from .ablation import parse_arm
+
+        values.update(parse_arm(arm))
     variant = values.pop("variant", None)
     if variant is not None:
         base = VARIANTS[variant].config

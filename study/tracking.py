@@ -463,10 +463,11 @@ class StudyTracker:
 
     # children -------------------------------------------------------------
     def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None,
-                    label: str | None = None, role: str = schema.ROLE_TRIAL, values: dict | None = None) -> str:
+                    label: str | None = None, role: str = schema.ROLE_TRIAL, values: dict | None = None,
+                    arm: str | None = None) -> str:
         """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line);
         role ROLE_FINAL for the final run. `values`: keras-tuner's values of the trial (tag TRIAL_VALUES,
-        what a damaged trial file is rebuilt from)."""
+        what a damaged trial file is rebuilt from); `arm`: an ablation's arm (tag ARM)."""
         from mlflow.entities import Param
 
         tags = {
@@ -479,6 +480,8 @@ class StudyTracker:
         }
         if variant:
             tags[schema.VARIANT] = variant
+        if arm is not None:
+            tags[schema.ARM] = arm
         if values is not None:
             tags[schema.TRIAL_VALUES] = json.dumps(values, sort_keys=True)
         name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"

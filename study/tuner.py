@@ -290,7 +290,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
     def _run_tracked_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
         values = hp_values(hp)
-        variant = values.get("variant")
+        variant, arm = values.get("variant"), values.get(schema.ARM)
         started = time.monotonic()
         self._last = {"label": trial_label(values), "epochs": 0, "val_acc": math.nan, "note": "", "t0": started}
         try:
@@ -298,7 +298,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         except ConfigError as exc:
             run_id = self._last["run_id"] = self.tracker.start_trial(
                 trial.trial_id, {k: v for k, v in values.items()}, variant, label=self._last["label"],
-                values=dict(hp.values))
+                values=dict(hp.values), arm=arm)
             self.tracker.fail_trial(run_id, f"impossible configuration: {exc}", schema.STOP_INVALID)
             self._last["note"] = "impossible configuration"
             raise kt.errors.FailedTrialError(str(exc)) from None
@@ -310,9 +310,12 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             variant = None
         if variant:
             params[schema.VARIANT] = variant
+        if arm is not None:
+            params[schema.ARM] = arm
         self._last["label"] = trial_label(values, config)
         run_id = self._last["run_id"] = self.tracker.start_trial(trial.trial_id, params, variant,
-                                                                 label=self._last["label"], values=dict(hp.values))
+                                                                 label=self._last["label"], values=dict(hp.values),
+                                                                 arm=arm)
         # Seeds weights and shuffling; further executions continue the same stream.
         keras.utils.set_random_seed(config.seed)
         try:
@@ -357,8 +360,11 @@ class TrackedMixin(kt_compat.DeclaredSpace):
 
 
 def trial_label(values: dict[str, Any], config: LeNetConfig | None = None) -> str:
-    """A trial's short label in progress lines: the documented variant and seed when the trial is that
-    variant's recipe, else its knobs; its raw values when no configuration could be built from them."""
+    """A trial's short label in progress lines: an ablation's arm and seed; the documented variant and seed
+    when the trial is that variant's recipe, else its knobs; its raw values when no configuration could be
+    built from them."""
+    if config is not None and values.get(schema.ARM) is not None:
+        return f"{values[schema.ARM]} seed={config.seed}"
     if config is None:
         return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in values.items() if not k.startswith(schema.HYPERBAND_PREFIX))
