@@ -53,10 +53,8 @@ FAILURE_REASON = "lenet.failure_reason"
 TRIAL_VALUES = "lenet.trial_values"
 STOP_REASON = "lenet.stop_reason"
 VARIANT = "variant"  # a param on child runs, and a tag for easy filtering
-# An ablation's arm (study/ablation.py): "baseline" or "<knob>=<value>"; a param and a tag on child runs.
-ARM = "arm"
 WORKER = "lenet.worker"
-# An ablation study's arm (issue 11): a param AND a tag on each trial child run, ARM_BASELINE or "<knob>=<value>".
+# An ablation's arm (study/ablation.py): ARM_BASELINE or "<knob>=<value>"; a param and a tag on child runs.
 ARM = "arm"
 ARM_BASELINE = "baseline"
 # What TensorFlow sees in the process that opened the study: "CPU", or e.g. "GPU:0 (NVIDIA ...), GPU:1".
