@@ -497,6 +497,13 @@ def load_space(path: str | Path) -> Space:
         data = path.read_bytes()
     except OSError as exc:
         raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
+    return parse_space(data, path)
+
+
+def parse_space(data: bytes, path: str | Path) -> Space:
+    """A space file's bytes, validated as `load_space` does; `path` names it in messages (e.g. the copy a
+    study logged on its parent run, which reports read back)."""
+    path = Path(path)
     try:
         doc = yaml.load(data, Loader=_SpaceLoader) or {}
     except yaml.YAMLError as exc:
