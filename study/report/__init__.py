@@ -12,9 +12,11 @@ and attaches the files to the study's parent run under "report";
 renders them to HTML beside the report.
 
 One job per module: `load` (the store, through `study.tracking`), `tables`,
-`figures` (data + drawing of each figure, and the FIGURES registry), `render`
-(report.md / report.html and `write_report`), `notebooks`. This module only
-re-exports, so `from study import report; report.X` works for all of them.
+`importance` (knob importance by Optuna's fANOVA, and the knob figures' means
+with intervals), `figures` (data + drawing of each figure, and the FIGURES
+registry), `render` (report.md / report.html and `write_report`), `notebooks`.
+This module only re-exports, so `from study import report; report.X` works
+for all of them.
 """
 
 from .figures import (
@@ -37,6 +39,9 @@ from .figures import (
     plot_variant_accuracy,
     variant_accuracy_info,
 )
+# issue 11: knob importance
+from .figures import importance_info, plot_importance
+from .importance import Importance, importance_trials, knob_importance, marginal_means, t_interval
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, ReportError, StudyRuns, list_studies, load_study
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
@@ -59,4 +64,7 @@ __all__ = [
     "plot_best_so_far", "plot_knob", "plot_learning_curves", "plot_parallel_coordinates", "plot_pareto",
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
+    # issue 11: knob importance
+    "Importance", "importance_info", "importance_trials", "knob_importance", "marginal_means", "plot_importance",
+    "t_interval",
 ]
