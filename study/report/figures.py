@@ -413,11 +413,12 @@ def plot_importance(runs: StudyRuns):
     ax.barh(y, np.nan_to_num(med), xerr=np.nan_to_num(err), height=0.6, color="C0", alpha=0.85, capsize=3)
     for yi, row in zip(y, table.itertuples()):
         text = ("not assessed: applies to some trials only" if np.isnan(row.importance)
-                else f"{row.importance:.2f}; first in {row.p_first:.0%}; median rank {row.median_rank:g}")
-        x = 0.0 if np.isnan(row.importance) else row.high
-        ax.annotate(text, (x, yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8, color="0.2")
+                else f"{row.importance:.2f} [{row.low:.2f}-{row.high:.2f}]; first in {row.p_first:.0%}; "
+                     f"median rank {row.median_rank:g}")
+        ax.annotate(text, (1.0, yi), xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
+                    va="center", fontsize=8, color="0.2")  # beside the axes, right of every whisker
     ax.set_yticks(y, table["knob"])
-    ax.set_xlim(0, 1.15)
+    ax.set_xlim(0, 1.02)
     ax.set_xlabel("share of importance (bar: median; whisker: 5th to 95th percentile)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"Knob importance for validation accuracy (fANOVA): {result.n_trials} completed full-budget "
