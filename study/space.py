@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import model as m
-from .spacefile import SpaceError, read_space_file
+from .spacefile import SpaceError, parse_space_yaml, read_space_file
 from .variants import VARIANTS
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -483,7 +483,17 @@ def load_space(path: str | Path) -> Space:
     """Read and validate a space file; raise SpaceError naming the file and key. A `kind: ablation` file
     is compiled by study/ablation.py into the same Space (a grid over arms x seeds)."""
     path = Path(path)
-    data, doc = read_space_file(path)
+    return _space_from(path, *read_space_file(path))
+
+
+def parse_space(data: bytes, path: str | Path) -> Space:
+    """A space file's bytes, validated as `load_space` does; `path` names it in messages (e.g. the copy a
+    study logged on its parent run, which reports read back)."""
+    path = Path(path)
+    return _space_from(path, data, parse_space_yaml(data, path))
+
+
+def _space_from(path: Path, data: bytes, doc: dict) -> Space:
     if study_kind(path, doc) == "ablation":
         from .ablation import load_ablation
 

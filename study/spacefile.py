@@ -50,6 +50,12 @@ def read_space_file(path: Path) -> tuple[bytes, dict]:
         data = path.read_bytes()
     except OSError as exc:
         raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})") from None
+    return data, parse_space_yaml(data, path)
+
+
+def parse_space_yaml(data: bytes, path: Path) -> dict:
+    """A space file's bytes as its YAML mapping; `path` names it in messages (SpaceError when not YAML or
+    not a mapping)."""
     try:
         doc = yaml.load(data, Loader=_SpaceLoader) or {}
     except yaml.YAMLError as exc:
@@ -58,4 +64,4 @@ def read_space_file(path: Path) -> tuple[bytes, dict]:
         raise SpaceError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(doc, dict):
         raise SpaceError(f"{path}: expected a mapping with 'study' and 'space' sections")
-    return data, doc
+    return doc

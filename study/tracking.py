@@ -261,6 +261,30 @@ def has_artifact(c, run_id: str, path: str) -> bool:
         return False
 
 
+def space_file(c, run_id: str) -> tuple[str, bytes] | None:
+    """(file name, bytes) of the space file a parent run logged under SPACE_DIR; None when it has none or
+    its artifacts cannot be read (a report then says what it did without it)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    progress = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    bar, os.environ[progress] = os.environ.get(progress), "false"
+    try:
+        files = sorted(f.path for f in c.list_artifacts(run_id, schema.SPACE_DIR) if not f.is_dir)
+        if not files:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(files[0]).name, Path(c.download_artifacts(run_id, files[0], tmp)).read_bytes()
+    except (OSError, MlflowException):
+        return None
+    finally:  # MLflow's download progress bar off for this one small file, then as it was
+        if bar is None:
+            os.environ.pop(progress, None)
+        else:
+            os.environ[progress] = bar
+
+
 def attach(c, run_id: str, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
     for path in paths:
         c.log_artifact(run_id, str(path), artifact_path)

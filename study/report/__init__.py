@@ -14,9 +14,11 @@ renders them to HTML beside the report.
 One job per module: `load` (the store, through `study.tracking`), `tables`,
 `stats` (confidence intervals of means and of differences paired by seed),
 `effects` (an ablation's arms against its baseline, pairs of variants),
-`figures` (data + drawing of each figure, and the FIGURES registry), `render`
-(report.md / report.html and `write_report`), `notebooks`. This module only
-re-exports, so `from study import report; report.X` works for all of them.
+`importance` (knob importance by Optuna's fANOVA, and the knob figures' means
+with intervals), `figures` (data + drawing of each figure, and the FIGURES
+registry), `render` (report.md / report.html and `write_report`), `notebooks`.
+This module only re-exports, so `from study import report; report.X` works
+for all of them.
 """
 
 from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
@@ -42,6 +44,9 @@ from .figures import (
     plot_variant_accuracy,
     variant_accuracy_info,
 )
+# issue 11: knob importance
+from .figures import importance_info, plot_importance
+from .importance import Importance, importance_trials, knob_importance, marginal_means, t_interval
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, ReportError, StudyRuns, list_studies, load_study
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
@@ -68,4 +73,7 @@ __all__ = [
     # issue 11: statistics and effects
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
     "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
+    # issue 11: knob importance
+    "Importance", "importance_info", "importance_trials", "knob_importance", "marginal_means", "plot_importance",
+    "t_interval",
 ]

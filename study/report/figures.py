@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import schema
 from .effects import effects_table
+from .importance import Importance, knob_importance, marginal_means
 from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, _missing
 from .tables import best_so_far, pareto_front, replication_table, varied_knobs, variant_order
 
@@ -221,13 +222,15 @@ def plot_best_so_far(runs: StudyRuns):
 
 
 class KnobInfo(NamedTuple):
-    """Completed trials with a value of `knob`, the best of them, and the categories when the axis is categorical."""
+    """Completed trials with a value of `knob`, the best of them, the categories when the axis is
+    categorical, and the mean accuracy with a 95% t-interval per category or per bin (`marginal_means`)."""
 
     knob: str
     trials: pd.DataFrame
     best: pd.Series | None
     categories: list | None  # None: a numeric axis
     log: bool
+    intervals: pd.DataFrame | None = None
 
 
 def knob_info(runs: StudyRuns, knob: str) -> KnobInfo:
@@ -235,15 +238,16 @@ def knob_info(runs: StudyRuns, knob: str) -> KnobInfo:
     if done.empty:
         return KnobInfo(knob, done, None, None, False)
     best = done.loc[done["best_val_accuracy"].astype(float).idxmax()]
-    if _is_categorical(done[knob], knob):
-        return KnobInfo(knob, done, best, _sorted_categories(done[knob]), False)
-    return KnobInfo(knob, done, best, None, _use_log(done[knob], knob))
+    cats = _sorted_categories(done[knob]) if _is_categorical(done[knob], knob) else None
+    log = cats is None and _use_log(done[knob], knob)
+    return KnobInfo(knob, done, best, cats, log, marginal_means(done, knob, cats, log))
 
 
 def plot_knob(runs: StudyRuns, knob: str):
-    """Validation accuracy against one knob's values (completed trials; the best one starred)."""
+    """Validation accuracy against one knob's values (completed trials; the best one starred), with the
+    mean and its 95% t-interval per value, or per equal-count bin of a numeric knob."""
     info = knob_info(runs, knob)
-    done, best, cats = info.trials, info.best, info.categories
+    done, best, cats, means = info.trials, info.best, info.categories, info.intervals
     if done.empty:
         return None
     fig, ax = _figure(7.0, 4.5)
@@ -264,12 +268,31 @@ def plot_knob(runs: StudyRuns, knob: str):
         best_x = float(best[knob])
     ax.scatter([best_x], [best["best_val_accuracy"]], marker="*", s=180, color="C3",
                zorder=4, label=f"best: trial {best['trial_id']}")
+    how = _draw_means(ax, means, categorical=cats is not None)
     ax.set_xlabel(knob)
     ax.set_ylabel("best validation accuracy")
-    ax.set_title(f"{knob}: validation accuracy of {len(done)} completed trials")
+    ax.set_title(f"{knob}: validation accuracy of {len(done)} completed trials\n{how}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     return fig
+
+
+def _draw_means(ax, means: pd.DataFrame, categorical: bool) -> str:
+    """The means and 95% t-intervals of `marginal_means` on a knob's axis; returns what the title says."""
+    if means is None or means.empty:
+        return "too few trials for binned means"
+    m = means.dropna(subset=["mean"])
+    err = np.vstack([m["mean"] - m["low"], m["high"] - m["mean"]]).clip(min=0)
+    err = np.nan_to_num(err)  # one trial: a mean without an interval
+    if categorical:
+        ax.errorbar(m["x"] + 0.3, m["mean"], yerr=err, fmt="D", ms=5, color="black", capsize=4, zorder=5,
+                    label="mean, 95% t-interval")
+        return "black: mean with its 95% t-interval per value (none for n=1); box: quartiles"
+    xerr = np.vstack([m["x"] - m["x_low"], m["x_high"] - m["x"]])
+    ax.errorbar(m["x"], m["mean"], yerr=err, xerr=xerr, fmt="D", ms=5, color="black", capsize=4, zorder=5,
+                elinewidth=1.2, label="bin mean, 95% t-interval")
+    return (f"black: mean of {len(m)} equal-count bins with its 95% t-interval "
+            "(horizontal bar: the bin's values)")
 
 
 class ParallelCoordinatesInfo(NamedTuple):
@@ -424,6 +447,42 @@ def plot_effects(runs: StudyRuns):
                  "mean difference paired by seed, 95% confidence interval")
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+
+
+# --------------------------------------------------------------------------- knob importance (issue 11)
+
+
+def importance_info(runs: StudyRuns) -> pd.DataFrame:
+    """`knob_importance(runs).table`: per knob, fANOVA's median share of importance, its interval over
+    the bootstrap resamples, how often it ranks first and its median rank."""
+    return knob_importance(runs).table
+
+
+def plot_importance(runs: StudyRuns):
+    """Each knob's fANOVA importance for validation accuracy: bar = median over the bootstrap resamples,
+    whisker = 5th to 95th percentile; None when `knob_importance` has a note instead (no Optuna, too few
+    trials, one knob)."""
+    result: Importance = knob_importance(runs)
+    table = result.table
+    if result.note is not None or table.empty:
+        return None
+    fig, ax = _figure(9.0, max(3.2, 0.5 * len(table) + 2.0))
+    y = np.arange(len(table))[::-1]  # the most important knob on top
+    med = table["importance"].to_numpy(dtype=float)
+    err = np.vstack([med - table["low"].to_numpy(dtype=float), table["high"].to_numpy(dtype=float) - med])
+    ax.barh(y, np.nan_to_num(med), xerr=np.nan_to_num(err), height=0.6, color="C0", alpha=0.85, capsize=3)
+    for yi, row in zip(y, table.itertuples()):
+        text = ("not assessed: applies to some trials only" if np.isnan(row.importance)
+                else f"{row.importance:.2f} [{row.low:.2f}-{row.high:.2f}]; first in {row.p_first:.0%}; "
+                     f"median rank {row.median_rank:g}")
+        ax.annotate(text, (1.0, yi), xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
+                    va="center", fontsize=8, color="0.2")  # beside the axes, right of every whisker
+    ax.set_yticks(y, table["knob"])
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("share of importance (bar: median; whisker: 5th to 95th percentile)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"Knob importance for validation accuracy (fANOVA): {result.n_trials} completed full-budget "
+                 f"trials,\n{int(table['n_resamples'].max())} bootstrap resamples", fontsize=10)
     return fig
 
 
@@ -492,6 +551,9 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Validation accuracy per epoch of each variant", _has_variants),
     FigureSpec("best_so_far.png", plot_best_so_far, SEARCH_SECTION, "Best so far",
                "Best validation accuracy so far", _has_search),
+    # issue 11: knob importance (drawn or, when it cannot be computed, a one-line note in report.md)
+    FigureSpec("importance.png", plot_importance, SEARCH_SECTION, "Knob importance",
+               "Importance of each knob for validation accuracy", _has_search),
     FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
                "validation accuracy against {knob}",
                intro="Knobs with more than one value among completed trials: {knobs}."),

@@ -10,6 +10,7 @@ metrics and LeNetConfig fields they hold.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ class StudyRuns:
     start time, with `state` completed|failed|running and `failure_reason`
     (and `arm`, an ablation's arm, None for other trials);
     `histories`: run_id -> DataFrame(step, metric, value) for every ended trial;
-    `datasets`: the parent's MLflow dataset inputs.
+    `datasets`: the parent's MLflow dataset inputs; `space_file`: the space file the parent logged
+    (read on first use).
     """
 
     study: str
@@ -64,6 +66,9 @@ class StudyRuns:
     datasets: list[dict[str, Any]] = field(default_factory=list)
     n_child_runs: int = 0  # child runs of the latest search before deduplication
     n_earlier_search_runs: int = 0  # child runs of earlier searches (before `search --fresh`), left out
+    # What a report computes from these runs once and uses twice (a figure and its table), by key;
+    # not an __init__ argument, so dataclasses.replace (other trials, say) starts an empty one.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def parent_run_id(self) -> str:
@@ -85,6 +90,12 @@ class StudyRuns:
     @property
     def parent_tags(self) -> dict[str, str]:
         return _prefixed(self.parent, "tags.")
+
+    @functools.cached_property
+    def space_file(self) -> tuple[str, bytes] | None:
+        """(name, bytes) of the space file the parent run logged, read from the store on first use;
+        None when there is none."""
+        return tracking.space_file(tracking.client(self.tracking_uri), self.parent_run_id)
 
     @property
     def completed(self) -> pd.DataFrame:

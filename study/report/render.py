@@ -20,7 +20,9 @@ from typing import Any
 from .. import schema
 from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, variant_differences
-from .figures import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
+from .figures import (EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures,
+                      plot_importance, plot_pareto)
+from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
 from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
 
@@ -305,8 +307,27 @@ def _differences_section(runs: StudyRuns) -> list[str]:
     return lines + [""]
 
 
-# What report.md adds after a figure, keyed by the figure's draw function.
-_AFTER_FIGURE = {plot_pareto: _pareto_section}
+
+# issue 11: knob importance (the table under importance.png, or the one line that says why there is none)
+def _importance_section(runs: StudyRuns) -> list[str]:
+    result = knob_importance(runs)
+    if result.note is not None:
+        return [result.note, ""]
+    rows = []
+    for r in result.table.itertuples():
+        if _missing(r.importance):
+            rows.append([r.knob, "— (not assessed)", "—", "—"])
+        else:
+            rows.append([r.knob, f"{r.importance:.2f} [{r.low:.2f}–{r.high:.2f}]", f"{r.p_first:.0%}",
+                         f"{r.median_rank:g}"])
+    return [result.caption, "", _md_table(["knob", "importance: median [5–95%]", "ranks first", "median rank"],
+                                          rows), ""]
+
+
+# What report.md adds after a figure, keyed by the figure's draw function; and instead of a figure that
+# applies to the study but was not drawn.
+_AFTER_FIGURE = {plot_pareto: _pareto_section, plot_importance: _importance_section}
+_INSTEAD_OF_FIGURE = {plot_importance: _importance_section}
 
 
 def _img(name: str, alt: str) -> str:
@@ -319,6 +340,8 @@ def _figure_lines(runs: StudyRuns, section: str, figure_names: list[str]) -> lis
     for spec in FIGURES:
         mine = [n for n in figure_names if spec.section == section and spec.matches(n)]
         if not mine:
+            if spec.section == section and spec.draw in _INSTEAD_OF_FIGURE and spec.applies(runs):
+                lines += [f"### {spec.heading}", ""] + _INSTEAD_OF_FIGURE[spec.draw](runs)
             continue
         if spec.heading:
             lines += [f"### {spec.heading}", ""]
