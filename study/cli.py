@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .quiet import quiet_startup
 
@@ -39,8 +40,6 @@ class UsageError(ValueError):
 def check_folder(flag: str, value) -> None:
     """A folder flag (--log-dir, --out): an existing folder, or one that can be made there (the nearest
     part of the path that exists is a writable folder). Checked before anything starts."""
-    from pathlib import Path
-
     path = Path(value)
     existing = next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at the latest
     if not existing.is_dir():
@@ -137,6 +136,8 @@ def cmd_report(args) -> int:
     from .tracking import check_store
 
     check_folder("--out", args.out)
+    if args.readme and not Path(args.readme).is_file():
+        raise UsageError(f"--readme {args.readme}: no such file; give the README whose findings blocks to fill")
     check_store(must_exist=True)
     studies = args.studies or list_studies()
     if not studies:
@@ -146,6 +147,14 @@ def cmd_report(args) -> int:
     for study in studies:
         out = write_report(study, out_root=args.out)
         print(f"{study}: wrote {out}/report.md and report.html")
+        if args.readme:
+            from .report import include_in_readme, readme_markers
+
+            if include_in_readme(args.readme, study, out):
+                print(f"{study}: findings copied into {args.readme}")
+            else:
+                print(f"{study}: {args.readme} has no {readme_markers(study)[0]} block; its findings stay in "
+                      f"{out}/report.md")
         if not args.no_notebooks:
             for path in run_notebooks(study, out_root=args.out):
                 print(f"{study}: executed notebook → {path}")
@@ -247,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("studies", nargs="*", help="study names (default: every study in the store)")
     s.add_argument("--out", default="reports")
     s.add_argument("--no-notebooks", action="store_true")
+    s.add_argument("--readme", metavar="FILE", help="also copy each study's Findings into FILE, between its "
+                   "<!-- findings: STUDY --> and <!-- /findings: STUDY --> lines")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("ui", help="print the latest study's runs link, then serve the MLflow UI on the store")

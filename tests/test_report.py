@@ -616,7 +616,10 @@ def ablation_store(tmp_path_factory) -> Store:
             else:
                 test = ABLATION_BASE[seed] + delta
                 run = _trial(client, exp, parent, trial_id, config, start=start, end=start + wall, acc=test + 0.001,
-                             test=test, param_count=params, arm=arm)
+                             test=test, param_count=params, arm=arm,
+                             # the baseline is a documented variant's recipe, as ablation.yaml's is: it keeps the
+                             # variant param, and must not make a replication section of its own
+                             variant="small-kernel" if arm == "baseline" else None)
             store.runs[trial_id] = run
             start += 100
     return store
@@ -695,9 +698,15 @@ def test_write_report_ablation_study(ablation_store, tmp_path):
     out = report.write_report("ablation", out_root=tmp_path, tracking_uri=ablation_store.uri, log_to_mlflow=False)
     names = {p.name for p in out.iterdir()}
     assert "effects.png" in names and "variant_accuracy.png" not in names
+    # one knob changed at a time is not a search: no importance, best-so-far, knob or parallel-coordinates
+    # figures read from the arms unpaired (the Pareto front of accuracy against cost still applies)
+    assert not {"importance.png", "best_so_far.png", "parallel_coordinates.png"} & names
+    assert not any(n.startswith("knob_") for n in names) and "pareto.png" in names
     _assert_png(out / "effects.png")
     md = (out / "report.md").read_text()
-    assert md.index("## Effects") < md.index("(effects.png)") < md.index("## Leaderboard")
+    effects = md.index("## Effects")  # (the Findings above it link the figure too)
+    assert effects < md.index("(effects.png)", effects) < md.index("## Leaderboard")
+    assert "## Documented variants" not in md  # its baseline is small-kernel's recipe, but no replication
     for needle in ("### Test accuracy (higher is better)", "### Parameters (lower is better)", "### Training time (lower is better)",
                    "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 | paired t (df = 4) "
                    "| worse |",
@@ -770,3 +779,53 @@ def test_run_notebooks_against_the_store(store, tmp_path):
     assert {"compare_variants.html", "search_results.html"} <= set(_artifacts(store, store.runs["doc"]))
     # the kernel ran this interpreter, the stored notebooks stayed clean
     test_notebooks_are_stored_without_outputs("compare_variants", "documented")
+
+
+# --------------------------------------------------------------------------- findings (generated, never typed)
+
+
+def test_findings_of_an_ablation_follow_the_intervals(ablation):
+    said = report.findings(ablation)
+    texts = [f.text for f in said]
+    # a real effect: its size, interval, method and n, from the numbers computed by hand in test_effects_table_by_hand
+    assert any(t.startswith("**activation=sigmoid** lowers test accuracy by 1.10 points (95% CI -1.30 to -0.90 pp, "
+                            "paired t (df = 4), n = 5)") for t in texts), texts
+    # a knob with no effect is never a winner: it is listed under "no measurable effect" with its interval
+    null = next(t for t in texts if t.startswith("No measurable effect on test accuracy"))
+    assert "pooling=avg +0.00 pp (-0.39 to +0.39)" in null and "n = 5" in null
+    assert not any("**pooling=avg**" in t for t in texts)
+    assert any("c5=dense" in t and "one paired seed" in t for t in texts)  # n = 1: no interval, no verdict
+    assert {f.figure for f in said if "test accuracy" in f.text} == {"effects.png"}
+
+
+def test_findings_of_documented_variants(doc):
+    texts = [f.text for f in report.findings(doc)]
+    tf2 = next(t for t in texts if t.startswith("**tf2-classic**"))
+    assert "98.60% test (95% CI" in tf2 and "n = 2" in tf2 and "the claim falls inside the interval" in tf2
+    assert any(t.startswith("**d2l-sigmoid**") and "fashion_mnist figure, not compared" in t for t in texts)
+    # 3 pairs, one real at 95% (tf2-classic vs d2l-sigmoid), none at the Bonferroni level
+    assert "Of 3 pairs of variants, 2 differ measurably at 95%" in " ".join(texts) or \
+        "Of 3 pairs of variants, 1 differ" in " ".join(texts)
+    top = next(t for t in texts if t.startswith("**tf2-classic** has the highest mean"))
+    assert "ahead of d2l-sigmoid" in top and "against subclass-relu: no measurable difference at n = 2" in top
+
+
+def test_report_opens_with_findings_and_the_readme_copies_them(ablation_store, tmp_path):
+    out = report.write_report("ablation", out_root=tmp_path / "reports", tracking_uri=ablation_store.uri,
+                              log_to_mlflow=False)
+    md = (out / "report.md").read_text()
+    assert md.index("## Findings") < md.index("trials") < md.index("## Effects")
+    readme = tmp_path / "README.md"
+    start, end = report.readme_markers("ablation")
+    readme.write_text(f"# Project\n\nintro\n\n{start}\nold words typed by hand\n{end}\n\ntail\n")
+    assert report.include_in_readme(readme, "ablation", out)
+    text = readme.read_text()
+    assert "old words" not in text and text.startswith("# Project\n\nintro\n\n") and text.endswith("\n\ntail\n")
+    block = text.split(start)[1].split(end)[0]
+    assert "**activation=sigmoid** lowers test accuracy by 1.10 points" in block
+    assert "](reports/ablation/effects.png)" in block  # figure links made relative to the README
+    # again: the block is replaced, not duplicated; a README without the study's block is left alone
+    assert report.include_in_readme(readme, "ablation", out) and readme.read_text() == text
+    other = tmp_path / "OTHER.md"
+    other.write_text("no blocks here\n")
+    assert not report.include_in_readme(other, "ablation", out) and other.read_text() == "no blocks here\n"

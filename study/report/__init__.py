@@ -14,6 +14,7 @@ renders them to HTML beside the report.
 One job per module: `load` (the store, through `study.tracking`), `tables`,
 `stats` (confidence intervals of means and of differences paired by seed),
 `effects` (an ablation's arms against its baseline, pairs of variants),
+`findings` (the sentences report.md opens with, generated from those numbers),
 `importance` (knob importance by Optuna's fANOVA, and the knob figures' means
 with intervals), `figures` (data + drawing of each figure, and the FIGURES
 registry), `render` (report.md / report.html and `write_report`), `notebooks`.
@@ -21,6 +22,7 @@ This module only re-exports, so `from study import report; report.X` works
 for all of them.
 """
 
+from .findings import FINDINGS_SECTION, Finding, findings, findings_markdown, include_in_readme, readme_markers
 from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
 from .figures import (
     FIGURES,
@@ -70,7 +72,8 @@ __all__ = [
     "plot_best_so_far", "plot_knob", "plot_learning_curves", "plot_parallel_coordinates", "plot_pareto",
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
-    # issue 11: statistics and effects
+    # issue 11: findings, statistics and effects
+    "FINDINGS_SECTION", "Finding", "findings", "findings_markdown", "include_in_readme", "readme_markers",
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
     "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
     # issue 11: knob importance

@@ -447,6 +447,7 @@ def plot_effects(runs: StudyRuns):
                  "mean difference paired by seed, 95% confidence interval")
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+    return fig
 
 
 # --------------------------------------------------------------------------- knob importance (issue 11)
@@ -544,6 +545,11 @@ def _is_ablation(runs: StudyRuns) -> bool:
     return not runs.arm_trials.empty
 
 
+def _not_ablation(runs: StudyRuns) -> bool:
+    """Knob plots read an ablation's one-knob arms unpaired: its Effects section says it right."""
+    return runs.arm_trials.empty
+
+
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("variant_accuracy.png", plot_variant_accuracy, VARIANTS_SECTION, None,
                "Accuracy of each documented variant", _has_variants),
@@ -555,10 +561,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("importance.png", plot_importance, SEARCH_SECTION, "Knob importance",
                "Importance of each knob for validation accuracy", _has_search),
     FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
-               "validation accuracy against {knob}",
+               "validation accuracy against {knob}", _not_ablation,
                intro="Knobs with more than one value among completed trials: {knobs}."),
     FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
-               "Top trials across the knobs", "Parallel coordinates"),
+               "Top trials across the knobs", "Parallel coordinates", _not_ablation),
     FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against parameter count", "Pareto front"),
     # issue 11: ablation studies
     FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,

@@ -107,9 +107,10 @@ class StudyRuns:
 
     @property
     def variant_trials(self) -> pd.DataFrame:
-        """Completed trials of documented variants (those with the `variant` param)."""
+        """Completed trials of documented variants (those with the `variant` param), not an ablation's baseline
+        arm that happens to be a variant's recipe (its arms are compared in the Effects section)."""
         done = self.completed
-        return done[done["variant"].notna()]
+        return done[done["variant"].notna() & done["arm"].isna()]
 
     @property
     def arm_trials(self) -> pd.DataFrame:
@@ -119,8 +120,8 @@ class StudyRuns:
 
     @property
     def has_search(self) -> bool:
-        """True when some trial is not a documented variant, i.e. a search ran."""
-        return bool(self.trials["variant"].isna().any())
+        """True when some trial is neither a documented variant nor an ablation's arm, i.e. a search ran."""
+        return bool((self.trials["variant"].isna() & self.trials["arm"].isna()).any())
 
     def attach(self, paths: Iterable[str | Path]) -> None:
         """Log files to the parent run under schema.REPORT_DIR."""

@@ -22,6 +22,7 @@ from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, variant_differences
 from .figures import (EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures,
                       plot_importance, plot_pareto)
+from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
 from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
@@ -359,8 +360,9 @@ def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> 
         f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from the MLflow store "
         f"`{runs.tracking_uri}` (reports read the store and never retrain). "
         f"MLflow UI (`make ui`): [experiment {runs.study} (id {runs.experiment_id})]({runs.experiment_url}).", "",
-        _summary_line(runs), "",
     ]
+    lines += findings_markdown(runs, figure_names)  # issue 11: the report opens with what the numbers say
+    lines += [_summary_line(runs), ""]
     lines += _settings_section(runs)
     lines += _provenance_section(runs)
     if not runs.arm_trials.empty:  # issue 11: an ablation's answer comes before its leaderboard

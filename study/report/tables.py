@@ -37,7 +37,7 @@ def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.Dat
     whether the tutorial's figure lies inside the test interval (None where the
     claim is not compared or there is no interval).
     """
-    trials = runs.trials[runs.trials["variant"].notna()]
+    trials = runs.trials[runs.trials["variant"].notna() & runs.trials["arm"].isna()]  # an ablation's arms: Effects
     columns = [
         "variant", "dataset", "measured_dataset", "n", "n_failed", "seeds", "reported", "reported_as", "claim_applies",
         "val_mean", "val_std", "test_mean", "test_std", "difference", "params_doc", "params_measured", "note",

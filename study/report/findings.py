@@ -1,0 +1,266 @@
+"""Findings: the sentences report.md opens with, generated from the numbers; nothing in them is typed by hand.
+
+Each finding is one sentence built from a table the report already computes
+(`effects_table`, `knob_importance`, `replication_table`, `variant_differences`,
+the parent run's metrics), carries its interval (or says why there is none)
+and names the figure it rests on. The wording follows one rule, `stats.verdict`:
+a difference is "higher" or "lower" only when its 95% interval excludes 0;
+otherwise it reads "no measurable effect at n = K", never a winner.
+
+`findings(runs)` returns them in the order report.md shows them: the search's
+answer and its knob importance, an ablation's effects, the documented
+variants' replication and which of their differences are real.
+`findings_markdown` renders them as the report's opening section (the README
+copies that section for the committed studies: `lenet-study report --readme`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from .. import schema
+from ..files import write_atomic
+from .effects import effects_table, variant_differences
+from .importance import knob_importance
+from .load import StudyRuns, _missing
+from .tables import replication_table
+
+FINDINGS_SECTION = "Findings"
+# An importance ranking reads "stable" when the first knob is first in at least this share of the resamples.
+STABLE_FIRST = 0.8
+
+
+class Finding(NamedTuple):
+    text: str  # one or two sentences, Markdown
+    figure: str | None = None  # the figure file it rests on (beside report.md), if any
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:+.2f} pp"
+
+
+def _ci_pp(low: float, high: float) -> str:
+    return f"95% CI {100 * low:+.2f} to {100 * high:+.2f} pp"
+
+
+def _ci_pct(low: float, high: float) -> str:
+    return f"95% CI {100 * low:.2f}-{100 * high:.2f}%"
+
+
+def _finite(*xs: Any) -> bool:
+    return all(not _missing(x) and math.isfinite(float(x)) for x in xs)
+
+
+# --------------------------------------------------------------------------- a search's answer
+
+
+def _search_findings(runs: StudyRuns) -> list[Finding]:
+    out: list[Finding] = []
+    done = runs.completed
+    searched = done[done["variant"].isna() & done["arm"].isna()]
+    if searched.empty:
+        return out
+    best = searched.sort_values(schema.BEST_VAL_ACCURACY, ascending=False).iloc[0]
+    test = runs.parent.get(f"metrics.{schema.TEST_ACCURACY}")
+    final_epochs = runs.parent_params.get("final_epochs")
+    answer = (f"The search's best of {len(searched)} completed trials (trial {best['trial_id']}) reached validation "
+              f"accuracy {best[schema.BEST_VAL_ACCURACY]:.4f}")
+    if _finite(test):
+        trained = (f"trained {final_epochs} epochs as the study's final run" if final_epochs not in (None, "", "0")
+                   else "the best trial's model")
+        answer += f"; the study's model ({trained}) reaches **{_pct(float(test))} test**"
+    out.append(Finding(answer + ", one seed: a single run, no interval.", "best_so_far.png"))
+
+    imp = knob_importance(runs)
+    if imp.note is not None:
+        out.append(Finding(f"Knob importance: {imp.note.rstrip('.')}."))
+        return out
+    table = imp.table.dropna(subset=["importance"])
+    if table.empty:
+        return out
+    top = table.iloc[0]
+    stable = top["p_first"] >= STABLE_FIRST
+    text = (f"**{top['knob']}** matters most for validation accuracy among the knobs searched: fANOVA share "
+            f"{top['importance']:.2f} (5-95% over {int(top['n_resamples'])} resamples {top['low']:.2f}-{top['high']:.2f}), "
+            f"first in {top['p_first']:.0%} of the resamples ({'a stable' if stable else 'not a stable'} ranking; "
+            f"{imp.n_trials} full-budget trials).")
+    if len(table) > 1:
+        rest = "; ".join(f"{r.knob} {r.importance:.2f} ({r.low:.2f}-{r.high:.2f})" for r in table.iloc[1:4].itertuples())
+        text += f" Next: {rest}."
+    low = table[table["high"] < 0.05]
+    if len(low):
+        text += f" Negligible (95th percentile of the share below 0.05): {', '.join(low['knob'])}."
+    out.append(Finding(text, "importance.png"))
+    return out
+
+
+# --------------------------------------------------------------------------- an ablation's effects
+
+
+def _effect_findings(runs: StudyRuns) -> list[Finding]:
+    table = effects_table(runs)
+    if table.empty:
+        return []
+    metric = schema.TEST_ACCURACY
+    rows = table[(table["metric"] == metric) & (table["n"] > 0)]
+    if rows.empty:
+        metric = schema.BEST_VAL_ACCURACY
+        rows = table[(table["metric"] == metric) & (table["n"] > 0)]
+    if rows.empty:
+        return []
+    label = "test accuracy" if metric == schema.TEST_ACCURACY else "validation accuracy"
+    base = rows["baseline_mean"].dropna()
+    out = []
+    if len(base):
+        out.append(Finding(f"Baseline {label}: {_pct(float(base.iloc[0]))} (mean over its seeds); each arm changes "
+                           "one knob of it and is compared seed by seed (paired).", "effects.png"))
+    real = rows[rows["verdict"].isin(["better", "worse"])].sort_values("difference")
+    for r in real.itertuples():
+        way = "raises" if r.difference > 0 else "lowers"
+        out.append(Finding(f"**{r.arm}** {way} {label} by {abs(100 * r.difference):.2f} points "
+                           f"({_ci_pp(r.ci_low, r.ci_high)}, {r.method}, n = {r.n}).", "effects.png"))
+    null = rows[rows["verdict"].str.startswith("no measurable")]
+    if len(null):
+        ns = sorted(set(int(n) for n in null["n"]))
+        listed = "; ".join(f"{r.arm} {_pp(r.difference)} ({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
+                           for r in null.sort_values("difference").itertuples())
+        out.append(Finding(f"No measurable effect on {label} at n = {', '.join(map(str, ns))} "
+                           f"(the 95% interval includes 0): {listed}.", "effects.png"))
+    single = rows[~rows["verdict"].isin(["better", "worse"]) & ~rows["verdict"].str.startswith("no measurable")]
+    if len(single):
+        out.append(Finding("Without an interval (one paired seed): " + ", ".join(single["arm"]) + "."))
+    time_rows = table[(table["metric"] == "wall_time_s") & table["verdict"].isin(["better", "worse"])]
+    costly = time_rows[time_rows["difference"] > 0].sort_values("difference", ascending=False)
+    if len(costly):
+        listed = "; ".join(f"{r.arm} {r.difference:+.1f} s ({r.ci_low:+.1f} to {r.ci_high:+.1f})"
+                           for r in costly.itertuples())
+        out.append(Finding(f"Training time per trial, where the interval excludes 0 and the arm is slower: {listed}."))
+    return out
+
+
+# --------------------------------------------------------------------------- documented variants
+
+
+def _replication_findings(runs: StudyRuns) -> list[Finding]:
+    table = replication_table(runs)
+    out = []
+    for r in table.itertuples():
+        if not r.n or _missing(r.test_mean):
+            continue
+        measured = f"**{r.variant}**: {_pct(r.test_mean)} test"
+        if _finite(r.test_ci_low, r.test_ci_high):
+            measured += f" ({_ci_pct(r.test_ci_low, r.test_ci_high)}, n = {r.n})"
+        else:
+            measured += f" (n = {r.n}, no interval)"
+        if _missing(r.reported):
+            out.append(Finding(measured + "; its tutorial reports no figure.", "variant_accuracy.png"))
+        elif not r.claim_applies:
+            out.append(Finding(measured + f"; its tutorial's {r.reported:.4f} is a {r.dataset} figure, not compared "
+                               "here.", "variant_accuracy.png"))
+        elif r.claim_in_ci is None:
+            out.append(Finding(measured + f" against the tutorial's {_pct(r.reported)}: no interval to compare.",
+                               "variant_accuracy.png"))
+        else:
+            where = ("inside the interval" if r.claim_in_ci else
+                     f"outside the interval ({'above' if r.reported > r.test_ci_high else 'below'} it)")
+            out.append(Finding(measured + f" against the tutorial's {_pct(r.reported)}: the claim falls {where}.",
+                               "variant_accuracy.png"))
+    return out
+
+
+def _difference_findings(runs: StudyRuns) -> list[Finding]:
+    table = variant_differences(runs)
+    if table.empty:
+        return []
+    m = int(table["pairs"].iloc[0])
+    real = table[table["real"]]
+    strict = int(table["real_all_pairs"].sum())
+    out = [Finding(f"Of {len(table)} pairs of variants, {len(real)} differ measurably at 95% (paired by seed), "
+                   f"{strict} of them still at the Bonferroni level for all {m} at once.")]
+    top = table["first"].iloc[0]
+    mine = table[(table["first"] == top) | (table["second"] == top)]
+    ahead = mine[mine["real"] & (mine["first"] == top)]
+    level = mine[~mine["real"]]
+    text = f"**{top}** has the highest mean"
+    if len(ahead):
+        text += ("; it is ahead of " + ", ".join(f"{r.second} by {100 * r.difference:.2f} pp "
+                                                 f"({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
+                                                 for r in ahead.itertuples()))
+    if len(level):
+        other = [r.second if r.first == top else r.first for r in level.itertuples()]
+        ns = sorted(set(int(n) for n in level["n"]))
+        text += (f"; against {', '.join(other)}: no measurable difference at n = {', '.join(map(str, ns))}")
+    out.append(Finding(text + ".", "variant_accuracy.png"))
+    return out
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+def findings(runs: StudyRuns) -> list[Finding]:
+    """Every finding of the study, in report order (see the module docstring)."""
+    return (_search_findings(runs) + _effect_findings(runs) + _replication_findings(runs)
+            + _difference_findings(runs))
+
+
+def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, heading: str = "##") -> list[str]:
+    """The Findings section as Markdown lines: one bullet per finding, with a link to its figure when the
+    figure is among `figure_names` (None: link every figure named, e.g. for a copy beside the figures)."""
+    items = findings(runs)
+    lines = [f"{heading} {FINDINGS_SECTION}", ""]
+    if not items:
+        return lines + ["No completed trial yet: nothing to report.", ""]
+    for f in items:
+        link = ""
+        if f.figure and (figure_names is None or f.figure in figure_names):
+            link = f" ([{f.figure}]({f.figure}))"
+        lines.append(f"- {f.text}{link}")
+    return lines + ["", "Generated from the numbers below (intervals: `study/report/stats.py`); a difference whose "
+                    "95% interval includes 0 is reported as no measurable effect, never as a winner.", ""]
+
+
+def frame(runs: StudyRuns) -> pd.DataFrame:
+    """The findings as a DataFrame (text, figure), for notebooks."""
+    return pd.DataFrame(findings(runs), columns=list(Finding._fields))
+
+
+# --------------------------------------------------------------------------- the README's copy
+
+
+def readme_markers(study: str) -> tuple[str, str]:
+    """The comment lines that fence a study's findings in a README."""
+    return f"<!-- findings: {study} -->", f"<!-- /findings: {study} -->"
+
+
+def include_in_readme(readme: str | Path, study: str, report_dir: str | Path) -> bool:
+    """Copy the Findings section of `report_dir`/report.md between the README's markers for `study`
+    (`readme_markers`), figure links made relative to the README; written atomically. Returns False,
+    changing nothing, when the README has no such block."""
+    readme, report_dir = Path(readme), Path(report_dir)
+    text = readme.read_text(encoding="utf-8")
+    start, end = readme_markers(study)
+    if start not in text or end not in text or text.index(start) > text.index(end):
+        return False
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    head = f"## {FINDINGS_SECTION}\n"
+    if head not in md:
+        raise ValueError(f"{report_dir / 'report.md'}: no '## {FINDINGS_SECTION}' section")
+    body = md.split(head, 1)[1].split("\n## ", 1)[0].strip("\n")
+    where = os.path.relpath(report_dir.resolve(), readme.resolve().parent).replace(os.sep, "/")
+    body = re.sub(r"\]\(([^)/:#]+\.png)\)", lambda m: f"]({where}/{m.group(1)})", body)
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    block = f"{start}\n_Generated by `lenet-study report {study} --readme {readme.name}` from the study's runs._\n\n" \
+            f"{body}\n{end}"
+    write_atomic(readme, before + block + after)
+    return True
