@@ -150,7 +150,7 @@ def cmd_report(args) -> int:
         if args.readme:
             from .report import include_in_readme, readme_markers
 
-            if include_in_readme(args.readme, study, out):
+            if include_in_readme(args.readme, study, out, Path(args.out) / "figures"):
                 print(f"{study}: findings copied into {args.readme}")
             else:
                 print(f"{study}: {args.readme} has no {readme_markers(study)[0]} block; its findings stay in "

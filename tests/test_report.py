@@ -824,6 +824,11 @@ def test_report_opens_with_findings_and_the_readme_copies_them(ablation_store, t
     block = text.split(start)[1].split(end)[0]
     assert "**activation=sigmoid** lowers test accuracy by 1.10 points" in block
     assert "](reports/ablation/effects.png)" in block  # figure links made relative to the README
+    # with a figures folder (the one git keeps), the figures are copied there, named after the study
+    assert report.include_in_readme(readme, "ablation", out, tmp_path / "reports" / "figures")
+    assert "](reports/figures/ablation_effects.png)" in readme.read_text()
+    assert (tmp_path / "reports" / "figures" / "ablation_effects.png").read_bytes() == (out / "effects.png").read_bytes()
+    assert report.include_in_readme(readme, "ablation", out)
     # again: the block is replaced, not duplicated; a README without the study's block is left alone
     assert report.include_in_readme(readme, "ablation", out) and readme.read_text() == text
     other = tmp_path / "OTHER.md"
