@@ -36,7 +36,7 @@ from .space import (_KNOB_KINDS, KNOBS, Space, SpaceError, _check_value, _hp_val
                     resolve_config, study_settings)
 from .variants import VARIANTS
 
-BASELINE = "baseline"  # the arm that changes nothing
+BASELINE = schema.ARM_BASELINE  # the arm that changes nothing
 SECTIONS = ("study", "baseline", "ablate")
 # Knobs an ablation sets itself: the seeds pair the arms, the study's epochs cap every arm.
 SET_BY_STUDY = {"seed": "study.seeds sets the seeds", "epochs": "study.epochs sets the epochs"}
