@@ -67,8 +67,10 @@ def _finite(*xs: Any) -> bool:
 
 def _search_findings(runs: StudyRuns) -> list[Finding]:
     out: list[Finding] = []
+    if not runs.has_search:
+        return out
     done = runs.completed
-    searched = done[done["variant"].isna() & done["arm"].isna()]
+    searched = done[done["arm"].isna()]  # a documented recipe a search space reaches is one of its points
     if searched.empty:
         return out
     best = searched.sort_values(schema.BEST_VAL_ACCURACY, ascending=False).iloc[0]
