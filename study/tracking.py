@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import schema
+from .cost import host_tags
 from .files import folder_name
 
 from .store import (  # noqa: F401  (re-exported: the store's place and its outages, through the one door)
@@ -479,6 +480,7 @@ class StudyTracker:
         }
         if variant:
             tags[schema.VARIANT] = variant
+        tags.update(host_tags())  # the machine that trains the run and measures its cost
         if values is not None:
             tags[schema.TRIAL_VALUES] = json.dumps(values, sort_keys=True)
         name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"
