@@ -33,6 +33,8 @@ KNOBS = tuple(KNOB_TYPES)
 _TRIAL_METRICS = (
     schema.BEST_VAL_ACCURACY, "best_val_loss", "best_epoch", schema.TEST_ACCURACY, schema.TEST_LOSS,
     "param_count", "epochs_run", "wall_time_s",
+    # cost beside accuracy (study/cost.py); NaN for runs recorded before it was measured
+    schema.INFERENCE_MS, schema.INFERENCE_IPS, schema.EPOCH_SECONDS,
 )
 
 
@@ -233,6 +235,7 @@ def _trials_frame(children: pd.DataFrame) -> pd.DataFrame:
     out["stop_reason"] = [_text(v) for v in _col(children, f"tags.{schema.STOP_REASON}")]
     out["failure_reason"] = [_text(v) for v in _col(children, f"tags.{schema.FAILURE_REASON}")]
     out["worker"] = [_text(v) for v in _col(children, f"tags.{schema.WORKER}")]
+    out["host"] = [_text(v) for v in _col(children, f"tags.{schema.HOST}")]
     variant_param = _col(children, f"params.{schema.VARIANT}")
     variant_tag = _col(children, f"tags.{schema.VARIANT}")
     out["variant"] = [_text(p) or _text(t) for p, t in zip(variant_param, variant_tag)]

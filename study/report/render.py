@@ -21,7 +21,7 @@ from .. import schema
 from ..files import folder_name
 from .figures import FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures, plot_pareto
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
-from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
+from .tables import COSTS, failed_trials, leaderboard, measured, pareto_front, replication_table, varied_knobs
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
@@ -37,6 +37,8 @@ def _fmt(value: Any, kind: str = "") -> str:
         return f"{int(round(float(value))):,}"
     if kind == "s":
         return f"{float(value):.1f}"
+    if kind == "ms":
+        return f"{float(value):.2f}"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -125,21 +127,35 @@ def _summary_line(runs: StudyRuns) -> str:
     )
 
 
+# The leaderboard's cost columns beside "params": column, header, format; "not measured" where a run lacks it.
+_COST_COLUMNS = ((schema.INFERENCE_MS, "ms/image (batch 1)", "ms"), (schema.INFERENCE_IPS, "images/s (batch 256)", "int"),
+                 (schema.EPOCH_SECONDS, "s/epoch", "s"))
+NOT_MEASURED = "not measured"
+
+
 def _leaderboard_section(runs: StudyRuns, top: int) -> list[str]:
     board = leaderboard(runs, top)
     knobs = varied_knobs(runs)
     show_variant = board["variant"].notna().any()
+    costs = [c for c in _COST_COLUMNS if board[c[0]].notna().any()]
+    missing = [header for column, header, _ in _COST_COLUMNS if (column, header, _) not in costs]
     header = ["#", "trial"] + (["variant", "seed"] if show_variant else []) + knobs + [
-        "val acc", "test acc", "params", "epochs run", "time (s)", "run id"]
+        "val acc", "test acc", "params"] + [h for _, h, _ in costs] + ["epochs run", "time (s)", "run id"]
     rows = []
     for _, r in board.iterrows():
         row = [r["rank"], r["trial_id"]] + ([_fmt(r["variant"]), _fmt(r["seed"])] if show_variant else [])
         row += [_fmt(r[k]) for k in knobs]
-        row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int"),
-                _fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
+        row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int")]
+        row += [NOT_MEASURED if _missing(r[c]) else _fmt(r[c], kind) for c, _, kind in costs]
+        row += [_fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
         rows.append(row)
+    cost_note = ("Cost: inference through the model's compiled predict function on the machine that trained it "
+                 "(median of 5 rounds after a warm-up), training seconds per epoch from the fit's time.")
+    if missing:
+        cost_note += f" {NOT_MEASURED.capitalize()} in these runs: {', '.join(missing)} (recorded before it was)."
     lines = [f"## Leaderboard (top {len(board)} by validation accuracy)", "",
-             "Ranked by best validation accuracy; test accuracy only where the trial was evaluated on test.", "",
+             "Ranked by best validation accuracy; test accuracy only where the trial was evaluated on test. "
+             + cost_note, "",
              _md_table(header, rows), "", "### Reproduce a trial", "",
              "`lenet-study train --run RUN_ID` retrains the config recorded in that run's params; "
              "the knob list beside it is the same config spelled out.", "", "```"]
@@ -201,13 +217,21 @@ def _failed_section(runs: StudyRuns) -> list[str]:
 
 
 def _pareto_section(runs: StudyRuns) -> list[str]:
-    front = pareto_front(runs)
-    if front.empty:
-        return []
-    rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"), _fmt(r["best_val_accuracy"], "acc"),
-             _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"] for _, r in front.iterrows()]
-    return ["### Pareto front: validation accuracy vs parameters", "",
-            _md_table(["trial", "variant", "params", "val acc", "test acc", "run id"], rows), ""]
+    lines = []
+    for cost, label in COSTS.items():
+        if not measured(runs, cost):
+            lines += [f"### Pareto front: validation accuracy vs {label}", "",
+                      f"{NOT_MEASURED.capitalize()}: no completed trial of this study recorded it.", ""]
+            continue
+        front = pareto_front(runs, cost)
+        rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"),
+                 NOT_MEASURED if _missing(r[schema.INFERENCE_MS]) else _fmt(r[schema.INFERENCE_MS], "ms"),
+                 _fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"]
+                for _, r in front.iterrows()]
+        lines += [f"### Pareto front: validation accuracy vs {label}", "",
+                  _md_table(["trial", "variant", "params", "ms/image (batch 1)", "val acc", "test acc", "run id"], rows),
+                  ""]
+    return lines
 
 
 # What report.md adds after a figure, keyed by the figure's draw function.
