@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import list_studies, run_notebooks, write_report
+    from .report import list_studies, load_study, run_notebooks, write_report
     from .tracking import check_store
 
     check_folder("--out", args.out)
@@ -144,10 +144,11 @@ def cmd_report(args) -> int:
 
         raise ReportError("no studies in the MLflow store yet; run `make search` first")
     for study in studies:
-        out = write_report(study, out_root=args.out)
+        runs = load_study(study)  # once: the report and its notebooks share it
+        out = write_report(study, out_root=args.out, runs=runs)
         print(f"{study}: wrote {out}/report.md and report.html")
         if not args.no_notebooks:
-            for path in run_notebooks(study, out_root=args.out):
+            for path in run_notebooks(study, out_root=args.out, runs=runs):
                 print(f"{study}: executed notebook → {path}")
     return 0
 

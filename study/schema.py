@@ -139,3 +139,4 @@ HOST_CPU = "lenet.host_cpu"  # CPU model and cores, e.g. "Intel(R) Xeon(R) Proce
 INFERENCE_MS = "inference_ms_batch1"  # milliseconds per image, one image per call
 INFERENCE_IPS = "inference_images_per_s_batch256"  # images per second, 256 per call
 EPOCH_SECONDS = "train_s_per_epoch"
+RUN_NAME = "mlflow.runName"  # MLflow's tag holding a run's name (copies of runs rename it)

@@ -216,6 +216,18 @@ def _failed_section(runs: StudyRuns) -> list[str]:
     return lines + [""]
 
 
+FRONT_ROWS = 25  # rows of a Pareto front's table in report.md; a longer front is sampled along its length
+
+
+def _spread(frame, n: int):
+    """At most `n` rows of `frame`, evenly spaced from its first to its last."""
+    if len(frame) <= n:
+        return frame
+    import numpy as np
+
+    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))]
+
+
 def _pareto_section(runs: StudyRuns) -> list[str]:
     lines = []
     for cost, label in COSTS.items():
@@ -224,11 +236,14 @@ def _pareto_section(runs: StudyRuns) -> list[str]:
                       f"{NOT_MEASURED.capitalize()}: no completed trial of this study recorded it.", ""]
             continue
         front = pareto_front(runs, cost)
+        shown = _spread(front, FRONT_ROWS)
         rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"),
                  NOT_MEASURED if _missing(r[schema.INFERENCE_MS]) else _fmt(r[schema.INFERENCE_MS], "ms"),
                  _fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"]
-                for _, r in front.iterrows()]
-        lines += [f"### Pareto front: validation accuracy vs {label}", "",
+                for _, r in shown.iterrows()]
+        more = (f" {len(shown)} of its {len(front)} trials, spread along it from the cheapest to the most "
+                "accurate." if len(shown) < len(front) else "")
+        lines += [f"### Pareto front: validation accuracy vs {label}", ""] + ([more.strip(), ""] if more else []) + [
                   _md_table(["trial", "variant", "params", "ms/image (batch 1)", "val acc", "test acc", "run id"], rows),
                   ""]
     return lines
@@ -355,12 +370,13 @@ def _is_generated(file_name: str) -> bool:
 
 
 def write_report(study: str, out_root: str | os.PathLike = "reports", tracking_uri: str | None = None,
-                 log_to_mlflow: bool = True, top: int = 10) -> Path:
+                 log_to_mlflow: bool = True, top: int = 10, runs: StudyRuns | None = None) -> Path:
     """Write reports/<study>/ (figures, report.md, report.html) and attach them to the parent run.
+    `runs`: the study already loaded (default: `load_study(study, tracking_uri)`).
 
     Returns the folder. Raises ReportError (see `load_study`).
     """
-    runs = load_study(study, tracking_uri)
+    runs = runs if runs is not None else load_study(study, tracking_uri)
     out = study_dir(out_root, study)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
