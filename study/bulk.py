@@ -7,8 +7,9 @@ frame. At 1,000 trials that made `load_study` take 10 s. When the tracking URI i
 (SQLAlchemy URL: sqlite, postgresql, mysql, mssql), these functions read MLflow's own tables (runs,
 params, tags, latest_metrics, metrics) with SQLAlchemy Core instead, one query per table, and give the
 values the client gives (a NaN metric is stored as 0 with is_nan set, as MLflow reads it). For any other
-store (a tracking server over HTTP, the old file store) they return None and `tracking` asks the
-client. tests/test_report_load.py checks that both ways read the same study.
+store (a tracking server over HTTP, the old file store) `sql_*` return None and `runs_frame` /
+`history_frame` ask the client, as they do with bulk=False. tests/test_report_load.py checks that both
+ways read the same study.
 
 This module is part of the door to MLflow: `tracking` re-exports it, and nothing else queries the store.
 """
@@ -82,7 +83,7 @@ def _with_nan(values, is_nan):
     return out
 
 
-def runs_frame(uri: str, experiment_id: str):
+def sql_runs_frame(uri: str, experiment_id: str):
     """Every active run of an experiment as `mlflow.search_runs` returns it (run_id, experiment_id, status,
     artifact_uri, start_time, end_time, metrics.*, params.*, tags.*; newest first), in four queries; None
     when the store is not a database or its tables cannot be read as MLflow's."""
@@ -147,7 +148,7 @@ def _assemble(runs: dict, parts: dict):
     return pd.DataFrame(out)
 
 
-def history_frame(uri: str, experiment_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS):
+def sql_history_frame(uri: str, experiment_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS):
     """Every logged point of `metrics` in every active run of the experiment, as DataFrame(run_id, metric,
     step, value), in one query (in get_metric_history's order within a run and metric); None when the
     store is not a database or its tables cannot be read as MLflow's."""
@@ -167,6 +168,41 @@ def history_frame(uri: str, experiment_id: str, metrics: Iterable[str] = schema.
     values = _with_nan(rows["value"], rows["is_nan"]) if len(rows["value"]) else np.zeros(0)
     return pd.DataFrame({"run_id": rows["run_uuid"], "metric": rows["key"],
                          "step": rows["step"].astype("int64"), "value": values.astype(float)})
+
+
+def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000, bulk: bool = True):
+    """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
+    tags.* columns), read from the store at `uri`: from a database store's tables in four queries
+    (`sql_runs_frame`), else (or with bulk=False) through `mlflow.search_runs`."""
+    import mlflow
+
+    from .tracking import scoped_uri
+
+    frame = sql_runs_frame(uri, experiment_id) if bulk else None
+    if frame is not None:
+        return frame
+    with scoped_uri(uri):
+        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=max_results)
+
+
+def history_frame(uri: str, experiment_id: str, run_ids: Iterable[str],
+                  metrics: Iterable[str] = schema.HISTORY_METRICS, bulk: bool = True):
+    """DataFrame(run_id, metric, step, value) of every logged point of `metrics` in the runs `run_ids` of
+    an experiment: one query on a database store (`sql_history_frame`), else (or with bulk=False) one
+    `get_metric_history` call per run and metric."""
+    import pandas as pd
+
+    from .tracking import client, metric_histories
+
+    run_ids, metrics = list(run_ids), list(metrics)
+    frame = sql_history_frame(uri, experiment_id, metrics) if bulk else None
+    if frame is not None:
+        return frame[frame["run_id"].isin(set(run_ids))].reset_index(drop=True)
+    c = client(uri)
+    rows = pd.DataFrame([(run_id, metric, step, value) for run_id in run_ids
+                         for step, metric, value in metric_histories(c, run_id, metrics)],
+                        columns=["run_id", "metric", "step", "value"])
+    return rows.astype({"step": "int64", "value": float})
 
 
 # --------------------------------------------------------------------------- copies (benchmarks)

@@ -12,8 +12,9 @@ A study's calls go through `store.RetryingClient`: a store that does not answer 
 unreachable, HTTP 5xx) is retried for up to STORE_RETRY_S, then the study stops with
 StoreUnavailable, one line for the user. Where the store is and whether it answers is `store.py`'s job;
 its names are re-exported here (its time budgets, STORE_RETRY_S and STORE_WAIT_S, are
-read there: set them on `store`). Reading a whole experiment at once from a database store (the
-report's runs and histories) and copying runs in bulk is `bulk.py`'s, called from here.
+read there: set them on `store`). Reading a whole experiment at once (the report's `runs_frame` and
+`history_frame`: a few queries on a database store) and copying runs in bulk are `bulk.py`'s, re-exported
+here.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import bulk as _bulk
 from . import schema
-from .bulk import RunCopy, copy_runs  # noqa: F401  (re-exported: runs copied in bulk, for benchmarks)
+from .bulk import RunCopy, copy_runs, history_frame, runs_frame  # noqa: F401  (re-exported: whole experiments)
 from .cost import host_tags
 from .files import folder_name
 
@@ -232,41 +232,9 @@ def load_keras_model(model_uri: str, uri: str | None = None):
         return mlflow.keras.load_model(model_uri)
 
 
-def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000, bulk: bool = True):
-    """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
-    tags.* columns), read from the store at `uri`: from a database store's tables in four queries
-    (`bulk.runs_frame`), else (or with bulk=False) through `mlflow.search_runs`."""
-    import mlflow
-
-    frame = _bulk.runs_frame(uri, experiment_id) if bulk else None
-    if frame is not None:
-        return frame
-    with scoped_uri(uri):
-        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=max_results)
-
-
 def metric_histories(c, run_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS) -> list[tuple[int, str, float]]:
     """(step, metric, value) for every logged point of `metrics` in one run."""
     return [(int(m.step), metric, float(m.value)) for metric in metrics for m in c.get_metric_history(run_id, metric)]
-
-
-def history_frame(uri: str, experiment_id: str, run_ids: Iterable[str],
-                  metrics: Iterable[str] = schema.HISTORY_METRICS, bulk: bool = True):
-    """DataFrame(run_id, metric, step, value) of every logged point of `metrics` in the runs `run_ids` of
-    an experiment: one query on a database store (`bulk.history_frame`), else (or with bulk=False) one
-    `get_metric_history` call per run and metric."""
-    import pandas as pd
-
-    run_ids = list(run_ids)
-    metrics = list(metrics)
-    frame = _bulk.history_frame(uri, experiment_id, metrics) if bulk else None
-    if frame is not None:
-        return frame[frame["run_id"].isin(set(run_ids))].reset_index(drop=True)
-    c = client(uri)
-    rows = pd.DataFrame([(run_id, metric, step, value) for run_id in run_ids
-                         for step, metric, value in metric_histories(c, run_id, metrics)],
-                        columns=["run_id", "metric", "step", "value"])
-    return rows.astype({"step": "int64", "value": float})
 
 
 def dataset_inputs(c, run_id: str) -> list[dict[str, Any]]:

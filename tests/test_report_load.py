@@ -27,7 +27,7 @@ def _same_columns(frame: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("experiment", ["documented", "lenet", "broken", "scratch"])
 def test_the_bulk_runs_frame_is_mlflow_search_runs(store, experiment):
     exp = store.experiments[experiment]
-    assert bulk.runs_frame(store.uri, exp) is not None  # the database path ran (no silent fallback)
+    assert bulk.sql_runs_frame(store.uri, exp) is not None  # the database path ran (no silent fallback)
     fast = tracking.runs_frame(store.uri, exp)
     slow = tracking.runs_frame(store.uri, exp, bulk=False)  # mlflow.search_runs
     assert set(fast.columns) == set(slow.columns)
@@ -96,7 +96,7 @@ def test_copied_runs_read_back_as_more_trials_with_their_sources_values(store, t
 
 
 def test_a_store_that_is_not_a_database_is_read_through_the_client():
-    assert bulk.runs_frame("http://127.0.0.1:1", "0") is None and bulk.history_frame("file:///tmp/x", "0") is None
+    assert bulk.sql_runs_frame("http://127.0.0.1:1", "0") is None and bulk.sql_history_frame("file:///tmp/x", "0") is None
     assert bulk.is_database("sqlite:///x.db") and bulk.is_database("postgresql+psycopg://u@h/db")
     assert not bulk.is_database("http://10.0.0.1:5000") and not bulk.is_database("file:///tmp/mlruns")
 
