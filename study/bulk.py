@@ -277,3 +277,21 @@ def _copied_row(table: str, row: dict, copy: RunCopy, new: str) -> dict:
     elif table in ("metrics", "latest_metrics") and out.get("timestamp") is not None:
         out["timestamp"] += copy.shift_ms
     return out
+
+
+def relocate_artifacts(uri: str, experiment_id: str, root: str) -> int:
+    """Point every run of an experiment in the database store at `uri` to its own folder under `root`
+    (<root>/<run id>/artifacts), so that a copy of a store writes its artifacts (the report's files) there
+    and not into the store it was copied from. Returns the runs moved."""
+    import sqlalchemy
+
+    if not is_database(uri):
+        raise ValueError(f"relocate_artifacts needs a database store, not {uri}")
+    with _engine(uri) as engine, engine.begin() as conn:
+        runs = sqlalchemy.table("runs", sqlalchemy.column("run_uuid"), sqlalchemy.column("artifact_uri"),
+                                sqlalchemy.column("experiment_id"))
+        ids = [r[0] for r in conn.execute(sqlalchemy.select(runs.c.run_uuid).where(runs.c.experiment_id == int(experiment_id)))]
+        for run_id in ids:
+            conn.execute(runs.update().where(runs.c.run_uuid == run_id)
+                         .values(artifact_uri=f"{root.rstrip('/')}/{run_id}/artifacts"))
+    return len(ids)

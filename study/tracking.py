@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import schema
-from .bulk import RunCopy, copy_runs, history_frame, runs_frame  # noqa: F401  (re-exported: whole experiments)
+from .bulk import (  # noqa: F401  (re-exported: whole experiments read, and runs copied, in bulk)
+    RunCopy, copy_runs, history_frame, relocate_artifacts, runs_frame)
 from .cost import host_tags
 from .files import folder_name
 
