@@ -162,11 +162,13 @@ def test_report_benchmark_grows_a_real_study_and_times_its_report(tmp_path, monk
     assert "store of 8 trials: 6 copies of the study's 2 trials" in "\n".join(lines)
     for size in (3, 8):
         assert figures[f"report_s_{size}"] > figures[f"load_s_{size}"] > 0
-        assert any(line.startswith(f"       {size} trials: {figures[f'report_s_{size}']:.1f} s (load_study") for line in lines)
+        assert figures[f"report_cpu_s_{size}"] > 0
+        assert any(line.startswith(f"       {size} trials: {figures[f'report_s_{size}']:.1f} s, "
+                                   f"{figures[f'report_cpu_s_{size}']:.1f} CPU-s (load_study") for line in lines)
     assert figures["notebooks_s_8"] > 0 and any("with its two notebooks, 8 trials:" in line for line in lines)
     assert figures["ratio"] == pytest.approx(figures["report_s_8"] / figures["report_s_3"])
-    assert re.fullmatch(r"report speed: 8 trials \d+\.\d\dx the 3-trial report \(target at most 1\.3x: (met|NOT met)\)",
-                        lines[-1])
+    assert re.fullmatch(r"report speed: 8 trials \d+\.\d\dx the 3-trial report \(target at most 1\.3x: (met|NOT met); "
+                        r"\d+\.\d\dx in CPU-s\)", lines[-1])
     # The study's own store is left as it was: no copies, and no report attached to its parent run.
     assert len(report.load_study("smoke", uri).trials) == 2
     from mlflow.tracking import MlflowClient
