@@ -42,7 +42,7 @@ search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [W
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: $(STAMP) ## benchmarks: tracking and workers by default; ARGS="--only throughput|search|time-to-accuracy"; prints figures
+bench: $(STAMP) ## benchmarks: tracking and workers by default; ARGS="--only throughput|search|time-to-accuracy|report"; prints figures
 	$(BIN)/lenet-study bench $(ARGS)
 
 report: $(STAMP) ## write reports/<study>/ for every study in the store (or STUDY="a b")

@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import list_studies, run_notebooks, write_report
+    from .report import list_studies, load_study, run_notebooks, write_report
     from .tracking import check_store
 
     check_folder("--out", args.out)
@@ -145,7 +145,8 @@ def cmd_report(args) -> int:
 
         raise ReportError("no studies in the MLflow store yet; run `make search` first")
     for study in studies:
-        out = write_report(study, out_root=args.out)
+        runs = load_study(study)  # once: the report and its notebooks share it
+        out = write_report(study, out_root=args.out, runs=runs)
         print(f"{study}: wrote {out}/report.md and report.html")
         if args.readme:
             from .report import include_in_readme, readme_markers
@@ -156,7 +157,7 @@ def cmd_report(args) -> int:
                 print(f"{study}: {args.readme} has no {readme_markers(study)[0]} block; its findings stay in "
                       f"{out}/report.md")
         if not args.no_notebooks:
-            for path in run_notebooks(study, out_root=args.out):
+            for path in run_notebooks(study, out_root=args.out, runs=runs):
                 print(f"{study}: executed notebook → {path}")
     return 0
 
@@ -266,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the link and the mlflow command, start nothing")
     s.set_defaults(func=cmd_ui)
 
-    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of five")
-    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy"],
-                   help="run one benchmark (default: tracking and workers; the other three take long)")
+    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of six")
+    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy", "report"],
+                   help="run one benchmark (default: tracking and workers; the other four take long)")
     s.add_argument("--data-dir")
     s.add_argument("--dataset", help="default: mnist for tracking, workers and throughput; the space's or "
                                      "study's for search and time-to-accuracy")
@@ -277,16 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
                                               "timed fit for throughput, the space's for search)")
     s.add_argument("--train-samples", type=int, default=None, help="subsample the training set (default: all)")
     s.add_argument("--rounds", type=int, default=3,
-                   help="tracking and throughput: rounds of the sides, their order alternating (default: 3)")
-    s.add_argument("--space", help="search: the space file (default: search_spaces/lenet.yaml)")
-    s.add_argument("--max-trials", type=int, help="search: override the space's max_trials")
+                   help="tracking and throughput: rounds of the sides, their order alternating; report: runs of "
+                        "each report (default: 3)")
+    s.add_argument("--space", help="search and report: the space file (default: search_spaces/lenet.yaml)")
+    s.add_argument("--max-trials", type=int, help="search: override the space's max_trials; report: the trials of "
+                                                  "the study it runs (default: 6)")
     s.add_argument("--budget", type=float, metavar="SECONDS",
                    help="search: Optuna's wall-clock budget (default: the time lenet-study's search took)")
-    s.add_argument("--study", help="time-to-accuracy: the study whose best trial races the recipe (default: lenet)")
+    s.add_argument("--study", help="time-to-accuracy: the study whose best trial races the recipe (default: lenet); "
+                                    "report: the study to grow (default: a small one run here)")
     s.add_argument("--run", metavar="RUN_ID", help="time-to-accuracy: race this run's configuration instead")
     s.add_argument("--threshold", type=float, help="time-to-accuracy: the test accuracy to reach (default: 0.9876)")
     s.add_argument("--max-epochs", type=int, help="time-to-accuracy: cap both sides' epochs (default: the "
                                                   "configuration's; 20 for the recipe)")
+    s.add_argument("--sizes", metavar="N,N,...", help="report: the study sizes to time, the first the baseline "
+                                                      "(default: 23,1000,10000)")
     s.set_defaults(func=cmd_bench)
     one_line_errors(s)
     return p

@@ -26,7 +26,7 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
           an ablation (kind "ablation": "baseline" or "<knob>=<value>", the trial's `seed` param
           pairing the arms), and the tuner/* keys Hyperband adds
   tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_STATUS (TRIAL_STATUSES),
-          STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES
+          STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES, HOST, HOST_CPU
   name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation)
 
 Final run (tag ROLE = ROLE_FINAL, TRIAL_ID = FINAL_TRIAL_ID, with final_epochs): the best trial's
@@ -35,7 +35,8 @@ metrics and tags, plus TEST_ACCURACY; then the parent's TEST_ACCURACY, best mode
   metrics per-epoch histories (step = epoch, from 0) of HISTORY_METRICS; BEST_VAL_ACCURACY,
           best_val_loss, best_epoch, epochs_run, param_count, wall_time_s; with several
           executions *_mean and *_std of the best metrics; TEST_ACCURACY / TEST_LOSS when the
-          trial was evaluated on test.
+          trial was evaluated on test; the cost (study/cost.py, measured after the fit on the machine
+          in HOST): EPOCH_SECONDS, and unless measuring failed INFERENCE_MS and INFERENCE_IPS.
 """
 
 # --------------------------------------------------------------------------- tags
@@ -132,3 +133,14 @@ def registered_model_name(study: str) -> str:
     return f"{REGISTERED_MODEL_PREFIX}{folder_name(study)}"
 SPACE_DIR = "space"
 REPORT_DIR = "report"
+
+# --------------------------------------------------------------------------- cost beside accuracy (issue 11)
+# Tags of child and final runs: the machine that trained the run and measured its cost.
+HOST = "lenet.host"  # socket.gethostname()
+HOST_CPU = "lenet.host_cpu"  # CPU model and cores, e.g. "Intel(R) Xeon(R) Processor, 2 cores"
+# Metrics of child and final runs (study/cost.py): inference through the model's compiled predict function,
+# median of several rounds after a warm-up; training seconds per epoch (fit time / epochs run).
+INFERENCE_MS = "inference_ms_batch1"  # milliseconds per image, one image per call
+INFERENCE_IPS = "inference_images_per_s_batch256"  # images per second, 256 per call
+EPOCH_SECONDS = "train_s_per_epoch"
+RUN_NAME = "mlflow.runName"  # MLflow's tag holding a run's name (copies of runs rename it)

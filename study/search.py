@@ -471,6 +471,7 @@ def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
     id, (test accuracy, test loss))."""
     import keras
 
+    from .cost import trained_cost
     from .model import LeNetConfig, count_params
     from .tracking import summarise
     from .tuner import TensorBoard, build_trial_model, fit_model, knob_text
@@ -494,11 +495,13 @@ def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
         tracker.kill_trial(run_id)
         raise
     summary = summarise([history], config.epochs)
-    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": time.monotonic() - started,
-                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
+    wall = time.monotonic() - started
+    cost = trained_cost([history], "final run", model)  # latency and seconds per epoch, as for every trial
+    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": wall,
+                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss, **cost})
     tracker.set_parent_tags({schema.FINAL_RUN_ID: run_id})
     echo(f"final: val_accuracy {summary.best_val_accuracy:.4f} (best epoch {summary.best_epoch + 1}), "
-         f"test_accuracy {test_acc:.4f}, {time.monotonic() - started:.0f} s (run {run_id})")
+         f"test_accuracy {test_acc:.4f}, {wall:.0f} s (run {run_id})")
     return model, run_id, (float(test_acc), float(test_loss))
 
 

@@ -12,7 +12,9 @@ A study's calls go through `store.RetryingClient`: a store that does not answer 
 unreachable, HTTP 5xx) is retried for up to STORE_RETRY_S, then the study stops with
 StoreUnavailable, one line for the user. Where the store is and whether it answers is `store.py`'s job;
 its names are re-exported here (its time budgets, STORE_RETRY_S and STORE_WAIT_S, are
-read there: set them on `store`).
+read there: set them on `store`). Reading a whole experiment at once (the report's `runs_frame` and
+`history_frame`: a few queries on a database store) and copying runs in bulk are `bulk.py`'s, re-exported
+here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import schema
+from .bulk import (  # noqa: F401  (re-exported: whole experiments read, and runs copied, in bulk)
+    RunCopy, copy_runs, history_frame, relocate_artifacts, runs_frame)
+from .cost import host_tags
 from .files import folder_name
 
 from .store import (  # noqa: F401  (re-exported: the store's place and its outages, through the one door)
@@ -226,15 +231,6 @@ def load_keras_model(model_uri: str, uri: str | None = None):
 
     with scoped_uri(tracking_uri(uri)):
         return mlflow.keras.load_model(model_uri)
-
-
-def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000):
-    """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
-    tags.* columns), read from the store at `uri`."""
-    import mlflow
-
-    with scoped_uri(uri):
-        return mlflow.search_runs(experiment_ids=[experiment_id], max_results=max_results)
 
 
 def metric_histories(c, run_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS) -> list[tuple[int, str, float]]:
@@ -506,6 +502,7 @@ class StudyTracker:
             tags[schema.VARIANT] = variant
         if arm is not None:
             tags[schema.ARM] = arm
+        tags.update(host_tags())  # the machine that trains the run and measures its cost
         if values is not None:
             tags[schema.TRIAL_VALUES] = json.dumps(values, sort_keys=True)
         name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"

@@ -21,6 +21,7 @@ import keras
 import keras_tuner as kt
 
 from . import kt_compat, schema
+from .cost import timed_fit, trained_cost
 from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
@@ -149,7 +150,8 @@ def fit_model(model, config: LeNetConfig, *args, callbacks=None, stop_at_chance:
         callbacks.append(StopAtChance(stop_at_chance))
     kwargs.setdefault("epochs", config.epochs)  # Hyperband passes its own epochs
     kwargs.setdefault("verbose", 0)
-    return model.fit(*args, batch_size=config.batch_size, callbacks=callbacks, **kwargs)
+    # Timed (History.fit_seconds): a trial records its training seconds per epoch (cost.seconds_per_epoch).
+    return timed_fit(model, *args, batch_size=config.batch_size, callbacks=callbacks, **kwargs)
 
 
 def is_recipe(config: LeNetConfig, variant: str) -> bool:
@@ -345,6 +347,9 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             self.tracker.fail_trial(run_id, reason, schema.STOP_NAN, summary, extra)
             self._last["note"] = "NaN loss"
             raise kt.errors.FailedTrialError(reason)
+        # Cost beside accuracy, measured here after the fit (outside wall_time_s): a failed measurement
+        # leaves its metrics out and logs one line, the trial is kept.
+        extra.update(trained_cost(histories, f"trial {trial.trial_id}"))
         self.tracker.finish_trial(run_id, summary, extra)
         return histories
 

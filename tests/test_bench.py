@@ -146,6 +146,60 @@ def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path,
     assert any(line.startswith(f"[lenet-study] run {final_run}: ") for line in lines)
 
 
+def test_report_benchmark_grows_a_real_study_and_times_its_report(tmp_path, monkeypatch, run_study):
+    from conftest import store_uri
+
+    from study import report
+    from study.bench import bench_report
+
+    run_study(tmp_path, final_epochs=1)  # 2 trials and a final run (not a trial: never copied)
+    uri = store_uri(tmp_path)
+    parent = report.load_study("smoke", uri).parent_run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    lines: list[str] = []
+    figures = bench_report(_args(study="smoke", sizes=(3, 8), rounds=1), echo=lines.append)
+    assert "store of 3 trials: 1 copies of the study's 2 trials" in "\n".join(lines)
+    assert "store of 8 trials: 6 copies of the study's 2 trials" in "\n".join(lines)
+    for size in (3, 8):
+        assert figures[f"report_s_{size}"] > figures[f"load_s_{size}"] > 0
+        assert figures[f"report_cpu_s_{size}"] > 0
+        assert any(line.startswith(f"       {size} trials: {figures[f'report_s_{size}']:.1f} s, "
+                                   f"{figures[f'report_cpu_s_{size}']:.1f} CPU-s (load_study") for line in lines)
+    assert figures["notebooks_s_8"] > 0 and any("with its two notebooks, 8 trials:" in line for line in lines)
+    assert figures["ratio"] == pytest.approx(figures["report_s_8"] / figures["report_s_3"])
+    assert re.fullmatch(r"report speed: 8 trials \d+\.\d\dx the 3-trial report \(target at most 1\.3x: (met|NOT met); "
+                        r"\d+\.\d\dx in CPU-s\)", lines[-1])
+    # The study's own store is left as it was: no copies, and no report attached to its parent run.
+    assert len(report.load_study("smoke", uri).trials) == 2
+    from mlflow.tracking import MlflowClient
+
+    assert "report" not in {a.path for a in MlflowClient(uri).list_artifacts(parent)}
+
+
+def test_report_benchmark_stores_read_back_like_their_source_run_by_run_too(tmp_path, run_study):
+    from conftest import store_uri
+
+    from study import report
+    from study.bench.report import build_store
+
+    run_study(tmp_path)
+    source = report.load_study("smoke", store_uri(tmp_path))
+    uri, copies = build_store(store_uri(tmp_path), "smoke", 7, tmp_path / "grown", echo=lambda line: None)
+    assert copies == 5
+    fast, slow = report.load_study("smoke", uri), report.load_study("smoke", uri, bulk=False)
+    assert len(fast.trials) == 7 and len(fast.histories) == 7
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(fast.trials[sorted(fast.trials.columns)], slow.trials[sorted(slow.trials.columns)])
+    for run_id in slow.histories:
+        pd.testing.assert_frame_equal(fast.histories[run_id], slow.histories[run_id])
+    # Copies keep their source's values: each copy's knobs and accuracy are one of the real trials'.
+    real = {tuple(r) for r in source.trials[["activation", "pooling", "best_val_accuracy"]].itertuples(index=False)}
+    assert {tuple(r) for r in fast.trials[["activation", "pooling", "best_val_accuracy"]].itertuples(index=False)} == real
+    assert fast.trials["trial_id"].is_unique and fast.trials["start_time"].is_monotonic_increasing
+    assert all(str(a).startswith((tmp_path / "grown" / "artifacts").as_uri()) for a in fast.parents["artifact_uri"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--only", "nope"], "argument --only: invalid choice: 'nope'"),
     (["--only", "search", "--budget", "0"], "--budget 0: give a number of seconds above 0"),
@@ -153,6 +207,8 @@ def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path,
     (["--only", "throughput", "--rounds", "0"], "--rounds 0: give at least 1"),
     (["--only", "time-to-accuracy", "--threshold", "1.5"], "--threshold 1.5: give a test accuracy in (0, 1]"),
     (["--only", "time-to-accuracy", "--study", "nothing"], "no search of study 'nothing' chose a best trial"),
+    (["--only", "report", "--sizes", "0,500"], "--sizes 0,500: give trial counts separated by commas, each at least 1"),
+    (["--only", "report", "--sizes", "many"], "--sizes many: give trial counts separated by commas"),
 ])
 def test_bench_refuses_bad_flags_in_one_line(argv, message, tmp_path, monkeypatch, capsys):
     from study.cli import main

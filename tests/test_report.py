@@ -732,9 +732,9 @@ def test_notebooks_are_stored_without_outputs(name, default):
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and params[0] is code[0]
-    assert params[0].source == f'study = "{default}"\ntracking_uri = None'
+    assert params[0].source == f'study = "{default}"\ntracking_uri = None\nruns_file = None'
     source = "\n".join(c.source for c in code)
-    assert "report.load_study(study, tracking_uri)" in source
+    assert "report.open_study(study, tracking_uri, runs_file)" in source
     assert "savefig" not in source and "plt." not in source  # plotting lives in study/report.py
 
 

@@ -49,7 +49,8 @@ from .figures import (
 # issue 11: knob importance
 from .figures import importance_info, plot_importance
 from .importance import Importance, importance_trials, knob_importance, marginal_means, t_interval
-from .load import COMPLETED, FAILED, KNOBS, RUNNING, ReportError, StudyRuns, list_studies, load_study
+from .load import (COMPLETED, FAILED, KNOBS, RUNNING, ReportError, RunHistories, StudyRuns, list_studies, load_study,
+                   open_study, save_runs)
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
 from .stats import Interval, mean_interval, paired_difference, verdict
@@ -68,7 +69,8 @@ __all__ = [
     "COMPLETED", "FAILED", "FIGURES", "KNOBS", "NOTEBOOKS", "NOTEBOOK_DIR", "RUNNING",
     "FigureSpec", "KnobInfo", "ParallelCoordinatesInfo", "ParetoInfo", "ReportError", "StudyRuns", "VariantCurves",
     "best_so_far", "failed_trials", "figures", "inject_parameters", "knob_info", "knob_list", "leaderboard",
-    "learning_curves_info", "list_studies", "load_study", "parallel_coordinates_info", "pareto_front", "pareto_info",
+    "learning_curves_info", "list_studies", "load_study", "open_study", "parallel_coordinates_info", "pareto_front",
+    "pareto_info", "RunHistories", "save_runs",
     "plot_best_so_far", "plot_knob", "plot_learning_curves", "plot_parallel_coordinates", "plot_pareto",
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",

@@ -365,34 +365,56 @@ def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
 
 class ParetoInfo(NamedTuple):
     trials: pd.DataFrame  # completed trials with a parameter count and an accuracy
-    front: pd.DataFrame  # `pareto_front`
+    front: pd.DataFrame  # `pareto_front` against parameters
+    latency_trials: pd.DataFrame  # completed trials with an inference latency (empty: not measured)
+    latency_front: pd.DataFrame  # `pareto_front` against inference latency
 
 
 def pareto_info(runs: StudyRuns) -> ParetoInfo:
-    return ParetoInfo(runs.completed.dropna(subset=["param_count", "best_val_accuracy"]), pareto_front(runs))
+    done = runs.completed.dropna(subset=["best_val_accuracy"])
+    return ParetoInfo(done.dropna(subset=["param_count"]), pareto_front(runs),
+                      done.dropna(subset=[schema.INFERENCE_MS]), pareto_front(runs, schema.INFERENCE_MS))
+
+
+def _draw_front(ax, done: pd.DataFrame, front: pd.DataFrame, cost: str, label: str) -> None:
+    ax.scatter(done[cost], done["best_val_accuracy"], s=22, color="0.55", label="completed trial")
+    ax.step(front[cost], front["best_val_accuracy"], where="post", color="C3", lw=1.2, alpha=0.7)
+    ax.scatter(front[cost], front["best_val_accuracy"], s=60, color="C3", zorder=3,
+               label=f"Pareto front ({len(front)} trials)")
+    for _, row in front.head(12).iterrows():  # a front of thousands of trials would be unreadable
+        ax.annotate(_label(row), (row[cost], row["best_val_accuracy"]), xytext=(5, -10),
+                    textcoords="offset points", fontsize=8)
+    values = done[cost].astype(float)
+    if values.min() > 0 and values.max() / values.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("best validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
 
 
 def plot_pareto(runs: StudyRuns):
-    """Validation accuracy against parameter count, Pareto front (max accuracy, min params) marked."""
-    done, front = pareto_info(runs)
-    if done.empty:
+    """Validation accuracy against parameter count and against inference latency (ms per image at batch 1,
+    on the machine that trained each trial), each with its Pareto front (max accuracy, min cost) marked.
+    One panel, parameters, when the study's runs predate latency measurement (the title says so)."""
+    info = pareto_info(runs)
+    if info.trials.empty:
         return None
-    fig, ax = _figure(8.5, 5.0)
-    ax.scatter(done["param_count"], done["best_val_accuracy"], s=22, color="0.55", label="completed trial")
-    ax.step(front["param_count"], front["best_val_accuracy"], where="post", color="C3", lw=1.2, alpha=0.7)
-    ax.scatter(front["param_count"], front["best_val_accuracy"], s=60, color="C3", zorder=3,
-               label=f"Pareto front ({len(front)} trials)")
-    for _, row in front.iterrows():
-        ax.annotate(_label(row), (row["param_count"], row["best_val_accuracy"]), xytext=(5, -10),
-                    textcoords="offset points", fontsize=8)
-    p = done["param_count"].astype(float)
-    if p.min() > 0 and p.max() / p.min() >= 10:
-        ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("best validation accuracy")
-    ax.set_title("Accuracy against model size (front: no trial is both more accurate and smaller)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    with_latency = not info.latency_trials.empty
+    fig, axes = _figure(15.0 if with_latency else 8.5, 5.0, ncols=2 if with_latency else 1)
+    left = axes[0] if with_latency else axes
+    _draw_front(left, info.trials, info.front, "param_count", "parameters")
+    left.set_title("Accuracy against model size")
+    if with_latency:
+        _draw_front(axes[1], info.latency_trials, info.latency_front, schema.INFERENCE_MS,
+                    "inference latency (ms per image, batch 1)")
+        hosts = sorted(set(info.latency_trials["host"].dropna())) if "host" in info.latency_trials else []
+        where = f" on {hosts[0]}" if len(hosts) == 1 else f" on {len(hosts)} hosts" if hosts else ""
+        axes[1].set_title(f"Accuracy against inference latency{where}")
+        fig.suptitle("Pareto fronts: no trial on a front is beaten by another that is more accurate and cheaper")
+    else:
+        left.set_title("Accuracy against model size (front: no trial is both more accurate and smaller)\n"
+                       "inference latency: not measured in this study's runs")
     return fig
 
 
@@ -565,7 +587,8 @@ FIGURES: tuple[FigureSpec, ...] = (
                intro="Knobs with more than one value among completed trials: {knobs}."),
     FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
                "Top trials across the knobs", "Parallel coordinates", _not_ablation),
-    FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against parameter count", "Pareto front"),
+    FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against cost: parameters and inference latency",
+               "Pareto fronts: accuracy against parameters and against inference latency"),
     # issue 11: ablation studies
     FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
                "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),

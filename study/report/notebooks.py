@@ -3,7 +3,9 @@
 Each notebook runs on a private kernel spec (ipykernel on this very
 interpreter, nothing registered globally) with the study injected into its
 "parameters" cell, and is rendered to HTML beside the report; the stored
-notebooks are not modified.
+notebooks are not modified. The study is loaded once: the notebooks read the
+loaded `StudyRuns` from a file in the kernels' temporary folder (parameter
+`runs_file`, `load.open_study`) rather than from the store again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .load import ReportError, load_study
+from .load import ReportError, StudyRuns, load_study, save_runs
 from .render import study_dir
 
 NOTEBOOKS = ("compare_variants", "search_results")
@@ -60,9 +62,11 @@ def inject_parameters(nb, **values: Any):
 
 
 def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_uri: str | None = None,
-                  log_to_mlflow: bool = True, timeout: int = 600) -> list[Path]:
+                  log_to_mlflow: bool = True, timeout: int = 600, runs: StudyRuns | None = None) -> list[Path]:
     """Execute reports/compare_variants.ipynb and reports/search_results.ipynb for `study` headlessly
-    and write their HTML renderings into reports/<study>/. The stored notebooks are not modified."""
+    and write their HTML renderings into reports/<study>/. The stored notebooks are not modified.
+    `runs`: the study already loaded (default: `load_study`); the notebooks read it from a file
+    (`save_runs`, their `runs_file` parameter) instead of loading the study again."""
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -70,7 +74,8 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter
 
-    runs = load_study(study, tracking_uri)  # fail early, with the same one-line errors as write_report
+    if runs is None:
+        runs = load_study(study, tracking_uri)  # fail early, with the same one-line errors as write_report
     uri = runs.tracking_uri
     out = study_dir(out_root, study)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,11 +85,13 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
     written = []
     with tempfile.TemporaryDirectory(prefix="lenet-kernel-") as tmp:
         kernels = _kernel_spec_dir(Path(tmp))
+        runs_file = save_runs(runs, Path(tmp) / "runs.pickle")
         for name in NOTEBOOKS:
             source = NOTEBOOK_DIR / f"{name}.ipynb"
             if not source.is_file():
                 raise ReportError(f"notebook {source} is missing")
-            nb = inject_parameters(nbformat.read(source, as_version=4), study=study, tracking_uri=uri)
+            nb = inject_parameters(nbformat.read(source, as_version=4), study=study, tracking_uri=uri,
+                                   runs_file=str(runs_file))
             km = KernelManager(kernel_name=_KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
             if os.name == "posix":  # local sockets in the temp dir: no TCP ports, no plain-text warning
                 km.transport = "ipc"

@@ -25,7 +25,7 @@ from .figures import (EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
-from .tables import failed_trials, leaderboard, pareto_front, replication_table, varied_knobs
+from .tables import COSTS, failed_trials, leaderboard, measured, pareto_front, replication_table, varied_knobs
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
@@ -41,6 +41,8 @@ def _fmt(value: Any, kind: str = "") -> str:
         return f"{int(round(float(value))):,}"
     if kind == "s":
         return f"{float(value):.1f}"
+    if kind == "ms":
+        return f"{float(value):.2f}"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -129,21 +131,35 @@ def _summary_line(runs: StudyRuns) -> str:
     )
 
 
+# The leaderboard's cost columns beside "params": column, header, format; "not measured" where a run lacks it.
+_COST_COLUMNS = ((schema.INFERENCE_MS, "ms/image (batch 1)", "ms"), (schema.INFERENCE_IPS, "images/s (batch 256)", "int"),
+                 (schema.EPOCH_SECONDS, "s/epoch", "s"))
+NOT_MEASURED = "not measured"
+
+
 def _leaderboard_section(runs: StudyRuns, top: int) -> list[str]:
     board = leaderboard(runs, top)
     knobs = varied_knobs(runs)
     show_variant = board["variant"].notna().any()
+    costs = [c for c in _COST_COLUMNS if board[c[0]].notna().any()]
+    missing = [header for column, header, _ in _COST_COLUMNS if (column, header, _) not in costs]
     header = ["#", "trial"] + (["variant", "seed"] if show_variant else []) + knobs + [
-        "val acc", "test acc", "params", "epochs run", "time (s)", "run id"]
+        "val acc", "test acc", "params"] + [h for _, h, _ in costs] + ["epochs run", "time (s)", "run id"]
     rows = []
     for _, r in board.iterrows():
         row = [r["rank"], r["trial_id"]] + ([_fmt(r["variant"]), _fmt(r["seed"])] if show_variant else [])
         row += [_fmt(r[k]) for k in knobs]
-        row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int"),
-                _fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
+        row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int")]
+        row += [NOT_MEASURED if _missing(r[c]) else _fmt(r[c], kind) for c, _, kind in costs]
+        row += [_fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
         rows.append(row)
+    cost_note = ("Cost: inference through the model's compiled predict function on the machine that trained it "
+                 "(median of 5 rounds after a warm-up), training seconds per epoch from the fit's time.")
+    if missing:
+        cost_note += f" {NOT_MEASURED.capitalize()} in these runs: {', '.join(missing)} (recorded before it was)."
     lines = [f"## Leaderboard (top {len(board)} by validation accuracy)", "",
-             "Ranked by best validation accuracy; test accuracy only where the trial was evaluated on test.", "",
+             "Ranked by best validation accuracy; test accuracy only where the trial was evaluated on test. "
+             + cost_note, "",
              _md_table(header, rows), "", "### Reproduce a trial", "",
              "`lenet-study train --run RUN_ID` retrains the config recorded in that run's params; "
              "the knob list beside it is the same config spelled out.", "", "```"]
@@ -217,14 +233,37 @@ def _failed_section(runs: StudyRuns) -> list[str]:
     return lines + [""]
 
 
+FRONT_ROWS = 25  # rows of a Pareto front's table in report.md; a longer front is sampled along its length
+
+
+def _spread(frame, n: int):
+    """At most `n` rows of `frame`, evenly spaced from its first to its last."""
+    if len(frame) <= n:
+        return frame
+    import numpy as np
+
+    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))]
+
+
 def _pareto_section(runs: StudyRuns) -> list[str]:
-    front = pareto_front(runs)
-    if front.empty:
-        return []
-    rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"), _fmt(r["best_val_accuracy"], "acc"),
-             _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"] for _, r in front.iterrows()]
-    return ["### Pareto front: validation accuracy vs parameters", "",
-            _md_table(["trial", "variant", "params", "val acc", "test acc", "run id"], rows), ""]
+    lines = []
+    for cost, label in COSTS.items():
+        if not measured(runs, cost):
+            lines += [f"### Pareto front: validation accuracy vs {label}", "",
+                      f"{NOT_MEASURED.capitalize()}: no completed trial of this study recorded it.", ""]
+            continue
+        front = pareto_front(runs, cost)
+        shown = _spread(front, FRONT_ROWS)
+        rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"),
+                 NOT_MEASURED if _missing(r[schema.INFERENCE_MS]) else _fmt(r[schema.INFERENCE_MS], "ms"),
+                 _fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"]
+                for _, r in shown.iterrows()]
+        more = (f" {len(shown)} of its {len(front)} trials, spread along it from the cheapest to the most "
+                "accurate." if len(shown) < len(front) else "")
+        lines += [f"### Pareto front: validation accuracy vs {label}", ""] + ([more.strip(), ""] if more else []) + [
+                  _md_table(["trial", "variant", "params", "ms/image (batch 1)", "val acc", "test acc", "run id"], rows),
+                  ""]
+    return lines
 
 
 # --------------------------------------------------------------------------- effects and differences (issue 11)
@@ -454,12 +493,13 @@ def _is_generated(file_name: str) -> bool:
 
 
 def write_report(study: str, out_root: str | os.PathLike = "reports", tracking_uri: str | None = None,
-                 log_to_mlflow: bool = True, top: int = 10) -> Path:
+                 log_to_mlflow: bool = True, top: int = 10, runs: StudyRuns | None = None) -> Path:
     """Write reports/<study>/ (figures, report.md, report.html) and attach them to the parent run.
+    `runs`: the study already loaded (default: `load_study(study, tracking_uri)`).
 
     Returns the folder. Raises ReportError (see `load_study`).
     """
-    runs = load_study(study, tracking_uri)
+    runs = runs if runs is not None else load_study(study, tracking_uri)
     out = study_dir(out_root, study)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():

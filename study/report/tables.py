@@ -2,8 +2,9 @@
 
 Pure functions of the loaded study (nothing here reads the store or draws):
 the replication table of the documented variants (means with the 95% intervals
-of `stats.py`), the best-so-far curve, the
-Pareto front, the leaderboard with the command that reproduces each trial,
+of `stats.py`), the best-so-far curve, the Pareto fronts (accuracy against
+parameters, and against inference latency), the leaderboard with each trial's
+cost and the command that reproduces it,
 the failed trials, and which knobs the completed trials varied. The figures
 (`figures.py`) and report.md (`render.py`) are drawn from these.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import schema
 from ..variants import VARIANTS
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, StudyRuns, _missing, _text
 from .stats import CONFIDENCE, mean_interval
@@ -136,21 +138,46 @@ def best_so_far(runs: StudyRuns) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def pareto_front(runs: StudyRuns) -> pd.DataFrame:
-    """Completed trials that no other trial beats on both accuracy (max) and parameters (min).
+# What a trial costs beside its accuracy, each a Pareto axis (fewer is better): column -> label.
+COSTS = {"param_count": "parameters", schema.INFERENCE_MS: "inference latency (ms per image, batch 1)"}
 
-    Sorted by parameter count. Accuracy is best_val_accuracy (model selection
-    never looks at test).
+
+def measured(runs: StudyRuns, column: str) -> bool:
+    """Whether any completed trial recorded `column` (a study run before latency was measured did not)."""
+    done = runs.completed
+    return column in done.columns and bool(done[column].notna().any())
+
+
+def dominated(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """For each point, whether another has accuracy >= and cost <= with one of them strict. Sorted by cost
+    (ties: most accurate first), a point is dominated by an earlier one of lower cost and no lower accuracy,
+    or by the best of its own cost when that is more accurate: O(n log n), for 10,000 trials too."""
+    n = len(cost)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((-accuracy, cost))
+    c, a = cost[order], accuracy[order]
+    group_start = np.r_[True, c[1:] != c[:-1]]
+    first = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))  # first index of each point's cost
+    best_before = np.maximum.accumulate(a)  # best accuracy up to each index
+    best_cheaper = np.where(first > 0, best_before[np.maximum(first - 1, 0)], -np.inf)
+    out = np.empty(n, dtype=bool)
+    out[order] = (best_cheaper >= a) | (a[first] > a)
+    return out
+
+
+def pareto_front(runs: StudyRuns, cost: str = "param_count") -> pd.DataFrame:
+    """Completed trials that no other trial beats on both accuracy (max) and `cost` (min): one of COSTS,
+    the parameter count or the inference latency. Sorted by that cost. Accuracy is best_val_accuracy
+    (model selection never looks at test). Empty when no trial recorded the cost.
     """
-    done = runs.completed.dropna(subset=["param_count", "best_val_accuracy"])
-    acc = done["best_val_accuracy"].to_numpy(dtype=float)
-    par = done["param_count"].to_numpy(dtype=float)
-    no_worse = (acc[None, :] >= acc[:, None]) & (par[None, :] <= par[:, None])
-    better = (acc[None, :] > acc[:, None]) | (par[None, :] < par[:, None])
-    dominated = (no_worse & better).any(axis=1)
-    front = done[~dominated]
-    cols = ["trial_number", "trial_id", "variant", "param_count", "best_val_accuracy", "test_accuracy", "run_id"]
-    return front.sort_values(["param_count", "best_val_accuracy"])[cols].reset_index(drop=True)
+    cols = ["trial_number", "trial_id", "variant", *COSTS, "best_val_accuracy", "test_accuracy", "run_id"]
+    done = runs.completed
+    if cost not in done.columns:
+        return pd.DataFrame(columns=cols)
+    done = done.dropna(subset=[cost, "best_val_accuracy"])
+    front = done[~dominated(done[cost].to_numpy(dtype=float), done["best_val_accuracy"].to_numpy(dtype=float))]
+    return front.sort_values([cost, "best_val_accuracy"])[cols].reset_index(drop=True)
 
 
 def reproduce_command(run_id: str) -> str:
@@ -184,7 +211,8 @@ def leaderboard(runs: StudyRuns, top: int = 10) -> pd.DataFrame:
     })
     for knob in knobs:
         out[knob] = done[knob].to_numpy()
-    for col in ("best_val_accuracy", "test_accuracy", "param_count", "epochs_run", "wall_time_s"):
+    for col in ("best_val_accuracy", "test_accuracy", "param_count", "epochs_run", "wall_time_s",
+                schema.INFERENCE_MS, schema.INFERENCE_IPS, schema.EPOCH_SECONDS):
         out[col] = done[col].to_numpy(dtype=float)
     out["run_id"] = done["run_id"].to_numpy()
     out["command"] = [reproduce_command(r) for r in done["run_id"]]
