@@ -823,6 +823,7 @@ def test_report_opens_with_findings_and_the_readme_copies_them(ablation_store, t
     assert "old words" not in text and text.startswith("# Project\n\nintro\n\n") and text.endswith("\n\ntail\n")
     block = text.split(start)[1].split(end)[0]
     assert "**activation=sigmoid** lowers test accuracy by 1.10 points" in block
+    assert "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 |" in block  # the effects table
     assert "](reports/ablation/effects.png)" in block  # figure links made relative to the README
     # with a figures folder (the one git keeps), the figures are copied there, named after the study
     assert report.include_in_readme(readme, "ablation", out, tmp_path / "reports" / "figures")

@@ -33,6 +33,8 @@ from .load import StudyRuns, _missing
 from .tables import replication_table
 
 FINDINGS_SECTION = "Findings"
+# The table of an ablation's report that the README copies beside its findings.
+README_EFFECTS = "### Test accuracy (higher is better)"
 # An importance ranking reads "stable" when the first knob is first in at least this share of the resamples.
 STABLE_FIRST = 0.8
 
@@ -247,8 +249,8 @@ def readme_markers(study: str) -> tuple[str, str]:
 
 def include_in_readme(readme: str | Path, study: str, report_dir: str | Path,
                       figures_dir: str | Path | None = None) -> bool:
-    """Copy the Findings section of `report_dir`/report.md between the README's markers for `study`
-    (`readme_markers`), written atomically. The figures it links are copied to `figures_dir` as
+    """Copy the Findings section of `report_dir`/report.md (and an ablation's effects table on test accuracy)
+    between the README's markers for `study` (`readme_markers`), written atomically. The figures it links are copied to `figures_dir` as
     "<study>_<figure>" (a folder kept in git, where report folders are not) and linked there, relative to
     the README; without `figures_dir` the links point into `report_dir`. Returns False, changing nothing,
     when the README has no such block."""
@@ -262,6 +264,11 @@ def include_in_readme(readme: str | Path, study: str, report_dir: str | Path,
     if head not in md:
         raise ValueError(f"{report_dir / 'report.md'}: no '## {FINDINGS_SECTION}' section")
     body = md.split(head, 1)[1].split("\n## ", 1)[0].strip("\n")
+    if "\n## Effects\n" in md:  # an ablation: its effects table on test accuracy goes along, under its own heading
+        effects = md.split("\n## Effects\n", 1)[1].split("\n## ", 1)[0]
+        table = effects.split(f"\n{README_EFFECTS}\n", 1)[1].split("\n### ", 1)[0] if README_EFFECTS in effects else ""
+        if table.strip():
+            body += f"\n\n**Effects on test accuracy** (from the report's Effects section):\n{table.rstrip()}"
 
     def relink(match: re.Match) -> str:
         name = match.group(1)
