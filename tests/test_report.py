@@ -815,6 +815,7 @@ def test_report_opens_with_findings_and_the_readme_copies_them(ablation_store, t
                               log_to_mlflow=False)
     md = (out / "report.md").read_text()
     assert md.index("## Findings") < md.index("trials") < md.index("## Effects")
+    assert "lowers test accuracy by 1.10 points" in md and "(figure: `effects.png`)" in md
     readme = tmp_path / "README.md"
     start, end = report.readme_markers("ablation")
     readme.write_text(f"# Project\n\nintro\n\n{start}\nold words typed by hand\n{end}\n\ntail\n")
