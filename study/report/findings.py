@@ -230,7 +230,7 @@ def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, he
         if f.figure and (figure_names is None or f.figure in figure_names):
             ref = f" (figure: `{f.figure}`)"  # named, not linked: report.html links only to the MLflow UI
         lines.append(f"- {f.text}{ref}")
-    return lines + ["", "Generated from the numbers below (intervals: `study/report/stats.py`); a difference whose "
+    return lines + ["", "Generated from the report's tables (intervals: `study/report/stats.py`); a difference whose "
                     "95% interval includes 0 is reported as no measurable effect, never as a winner.", ""]
 
 
