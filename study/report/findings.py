@@ -87,8 +87,7 @@ def _search_findings(runs: StudyRuns) -> list[Finding]:
     out.append(Finding(answer + ", one seed: a single run, no interval.", "best_so_far.png"))
 
     imp = knob_importance(runs)
-    if imp.note is not None:
-        out.append(Finding(f"Knob importance: {imp.note.rstrip('.')}."))
+    if imp.note is not None:  # no importance (too few trials, no Optuna): its section says why, once
         return out
     table = imp.table.dropna(subset=["importance"])
     if table.empty:
