@@ -16,8 +16,8 @@ One job per module: `load` (the store, through `study.tracking`), `tables`,
 `effects` (an ablation's arms against its baseline, pairs of variants),
 `findings` (the sentences report.md opens with, generated from those numbers),
 `importance` (knob importance by Optuna's fANOVA, and the knob figures' means
-with intervals), `figures` (data + drawing of each figure, and the FIGURES
-registry), `render` (report.md / report.html and `write_report`), `notebooks`.
+with intervals), `figures` (data + drawing of each figure), `registry` (FIGURES, which
+figures a report has and where), `render` (report.md / report.html and `write_report`), `notebooks`.
 This module only re-exports, so `from study import report; report.X` works
 for all of them.
 """
@@ -25,20 +25,19 @@ for all of them.
 from .findings import FINDINGS_SECTION, Finding, findings, findings_markdown, include_in_readme, readme_markers
 from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
 from .figures import (
-    FIGURES,
-    FigureSpec,
     KnobInfo,
     ParallelCoordinatesInfo,
     ParetoInfo,
     VariantCurves,
     effects_info,
-    figures,
+    importance_info,
     knob_info,
     learning_curves_info,
     parallel_coordinates_info,
     pareto_info,
     plot_best_so_far,
     plot_effects,
+    plot_importance,
     plot_knob,
     plot_learning_curves,
     plot_parallel_coordinates,
@@ -46,11 +45,10 @@ from .figures import (
     plot_variant_accuracy,
     variant_accuracy_info,
 )
-# issue 11: knob importance
-from .figures import importance_info, plot_importance
 from .importance import Importance, importance_trials, knob_importance, marginal_means, t_interval
 from .load import (COMPLETED, FAILED, KNOBS, RUNNING, ReportError, RunHistories, StudyRuns, list_studies, load_study,
                    open_study, save_runs)
+from .registry import FIGURES, FigureSpec, figures
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
 from .stats import Interval, mean_interval, paired_difference, verdict

@@ -1,4 +1,4 @@
-"""Figures: for each figure, the data behind it and a `plot_*` function that only draws it; and FIGURES, the registry.
+"""Figures: for each figure, the data behind it and a `plot_*` function that only draws it.
 
 Split as in Optuna's visualization package: an info function computes what a
 figure shows (a DataFrame or a small NamedTuple; the tables of `tables.py` and `effects.py`
@@ -9,16 +9,15 @@ or None when there is nothing to draw. Figures are drawn on Figure objects
 with an Agg canvas, never through pyplot, so no global backend or figure
 state is touched and nothing needs a display.
 
-FIGURES is the one list of the report's figures: file name, draw function,
-report.md section and heading, alt text, and when the figure applies.
-`figures(runs)`, write_report's stale-file cleanup and report.md all read it.
+Which figures a report has, under which heading and when, is `registry.py`'s
+job (FIGURES); a new figure is an info and a `plot_*` function here plus one
+entry there.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -507,107 +506,3 @@ def plot_importance(runs: StudyRuns):
     ax.set_title(f"Knob importance for validation accuracy (fANOVA): {result.n_trials} completed full-budget "
                  f"trials,\n{int(table['n_resamples'].max())} bootstrap resamples", fontsize=10)
     return fig
-
-
-# --------------------------------------------------------------------------- the registry
-
-VARIANTS_SECTION, SEARCH_SECTION = "Documented variants", "Search"  # report.md's "##" headings
-EFFECTS_SECTION = "Effects"  # an ablation's arms against its baseline
-
-
-def _always(runs: StudyRuns) -> bool:
-    return True
-
-
-class FigureSpec(NamedTuple):
-    """One figure of the report. A `name` with "{knob}" is one figure per varied knob (`draw(runs, knob)`)."""
-
-    name: str  # file name in reports/<study>/
-    draw: Callable[..., Any]  # draw(runs) or draw(runs, knob) -> Figure | None
-    section: str  # VARIANTS_SECTION or SEARCH_SECTION
-    heading: str | None  # its "###" heading in report.md (None: straight under the section)
-    alt: str  # alt text ("{knob}" filled in)
-    applies: Callable[[StudyRuns], bool] = _always
-    intro: str = ""  # text under the heading; "{knobs}" = the knobs drawn
-
-    @property
-    def per_knob(self) -> bool:
-        return "{knob}" in self.name
-
-    def expand(self, runs: StudyRuns) -> list[tuple[str, tuple]]:
-        """(file name, extra draw arguments) of each figure this entry makes for `runs`."""
-        if not self.per_knob:
-            return [(self.name, ())]
-        return [(self.name.format(knob=knob), (knob,)) for knob in varied_knobs(runs)]
-
-    def knob_of(self, file_name: str) -> str | None:
-        """The knob a per-knob file name stands for ("" for a fixed name that matches; None: not this figure)."""
-        head, _, tail = self.name.partition("{knob}")
-        if not self.per_knob:
-            return "" if file_name == self.name else None
-        match = re.fullmatch(re.escape(head) + r"([A-Za-z0-9_]+)" + re.escape(tail), file_name)
-        return match.group(1) if match else None
-
-    def matches(self, file_name: str) -> bool:
-        return self.knob_of(file_name) is not None
-
-    def alt_for(self, file_name: str) -> str:
-        return self.alt.format(knob=self.knob_of(file_name))
-
-
-def _has_variants(runs: StudyRuns) -> bool:
-    return not runs.variant_trials.empty
-
-
-def _has_search(runs: StudyRuns) -> bool:
-    return runs.has_search
-
-
-def _is_ablation(runs: StudyRuns) -> bool:
-    return not runs.arm_trials.empty
-
-
-def _not_ablation(runs: StudyRuns) -> bool:
-    """Knob plots read an ablation's one-knob arms unpaired: its Effects section says it right."""
-    return runs.arm_trials.empty
-
-
-FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("variant_accuracy.png", plot_variant_accuracy, VARIANTS_SECTION, None,
-               "Accuracy of each documented variant", _has_variants),
-    FigureSpec("variant_learning_curves.png", plot_learning_curves, VARIANTS_SECTION, None,
-               "Validation accuracy per epoch of each variant", _has_variants),
-    FigureSpec("best_so_far.png", plot_best_so_far, SEARCH_SECTION, "Best so far",
-               "Best validation accuracy so far", _has_search),
-    # issue 11: knob importance (drawn or, when it cannot be computed, a one-line note in report.md)
-    FigureSpec("importance.png", plot_importance, SEARCH_SECTION, "Knob importance",
-               "Importance of each knob for validation accuracy", _has_search),
-    FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
-               "validation accuracy against {knob}", _not_ablation,
-               intro="Knobs with more than one value among completed trials: {knobs}."),
-    FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
-               "Top trials across the knobs", "Parallel coordinates", _not_ablation),
-    FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against cost: parameters and inference latency",
-               "Pareto fronts: accuracy against parameters and against inference latency"),
-    # issue 11: ablation studies
-    FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
-               "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),
-)
-
-
-def figure_spec(file_name: str) -> FigureSpec | None:
-    """The registry entry a file name belongs to, if any."""
-    return next((spec for spec in FIGURES if spec.matches(file_name)), None)
-
-
-def figures(runs: StudyRuns) -> dict[str, Any]:
-    """file name -> Figure for every figure that applies to this study, in FIGURES order."""
-    out: dict[str, Any] = {}
-    for spec in FIGURES:
-        if not spec.applies(runs):
-            continue
-        for name, args in spec.expand(runs):
-            fig = spec.draw(runs, *args)
-            if fig is not None:
-                out[name] = fig
-    return out

@@ -4,7 +4,7 @@
 report is the last step of rendering it (figures to PNG, markdown, HTML,
 stale files out) and keeps `__init__` a list of re-exports with no logic.
 The figures, their headings and alt texts come from the registry
-`figures.FIGURES`; nothing here spells a figure's file name.
+`registry.FIGURES`; nothing here spells a figure's file name.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 from .. import schema
 from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, variant_differences
-from .figures import (EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures,
-                      plot_importance, plot_pareto)
+from .figures import plot_importance, plot_pareto
+from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
