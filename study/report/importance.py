@@ -42,6 +42,7 @@ from .. import schema
 from ..model import format_widths, parse_widths
 from ..space import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, Space, SpaceError, parse_space
 from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, _missing
+from .stats import mean_interval
 
 MIN_TRIALS = 8  # fewer full-budget trials: no importance, a one-line note instead
 N_RESAMPLES = 20  # bootstrap resamples of the trials, a fANOVA forest on each
@@ -334,21 +335,10 @@ def _caption(n, m, n_resamples, source, said, distributions) -> str:
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean and its two-sided Student t interval. NaN bounds for one value; the
-    mean itself when all values are equal."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    sem = float(stats.sem(x))
-    if sem == 0:
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
+    """(mean, low, high): the mean and its two-sided Student t interval (`stats.mean_interval` held to
+    its t interval). NaN bounds for one value; the mean itself when all values are equal."""
+    interval = mean_interval(np.asarray(values, dtype=float), confidence, bootstrap=False)
+    return interval.estimate, interval.low, interval.high
 
 
 MARGINAL_COLUMNS = ["value", "x", "x_low", "x_high", "n", "mean", "low", "high"]

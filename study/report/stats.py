@@ -91,8 +91,9 @@ def verdict(interval: Interval, higher_is_better: bool = True) -> str:
     return "better" if (interval.estimate > 0) == higher_is_better else "worse"
 
 
-def mean_interval(values: Any, confidence: float = CONFIDENCE) -> Interval:
-    """The mean of `values` (NaN dropped) and its interval: t over the values, or the rule above.
+def mean_interval(values: Any, confidence: float = CONFIDENCE, bootstrap: bool = True) -> Interval:
+    """The mean of `values` (NaN dropped) and its interval: t over the values, or the rule above
+    (`bootstrap=False`: always the t interval, for figures that say they draw t intervals).
 
     `values` may be a pd.Series indexed by seed (the seeds are kept in the result).
     """
@@ -105,7 +106,7 @@ def mean_interval(values: Any, confidence: float = CONFIDENCE) -> Interval:
 
         return stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=confidence)
 
-    return _interval(x, t_interval, "t", confidence)._replace(seeds=seeds)
+    return _interval(x, t_interval, "t", confidence, bootstrap)._replace(seeds=seeds)
 
 
 def paired_difference(a: Any, b: Any, confidence: float = CONFIDENCE) -> Interval:
@@ -131,9 +132,9 @@ def paired_difference(a: Any, b: Any, confidence: float = CONFIDENCE) -> Interva
     return _interval(x - y, t_interval, "paired t", confidence)._replace(seeds=tuple(paired), unpaired=unpaired)
 
 
-def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float) -> Interval:
+def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float, bootstrap: bool = True) -> Interval:
     """The rule of the module docstring over `sample` (values or differences); `t_interval()` gives
-    SciPy's t interval of the same mean."""
+    SciPy's t interval of the same mean; `bootstrap=False` keeps to it."""
     n = len(sample)
     nan = float("nan")
     if n == 0:
@@ -143,7 +144,7 @@ def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float) ->
         return Interval(mean, nan, nan, 1, "none (n = 1: no spread between seeds to estimate)", confidence)
     if float(np.max(np.abs(sample - mean))) <= _SAME * max(1.0, abs(mean)):
         return Interval(mean, mean, mean, n, "none needed: the same value at every seed (zero spread)", confidence)
-    if n >= BOOTSTRAP_MIN_N:
+    if bootstrap and n >= BOOTSTRAP_MIN_N:
         from scipy import stats
 
         p = float(stats.shapiro(sample).pvalue)
