@@ -23,7 +23,6 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pandas as pd
 
 from .. import schema
 from ..files import folder_name, write_atomic
@@ -231,11 +230,6 @@ def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, he
         lines.append(f"- {f.text}{ref}")
     return lines + ["", "Generated from the report's tables (intervals: `study/report/stats.py`); a difference whose "
                     "95% interval includes 0 is reported as no measurable effect, never as a winner.", ""]
-
-
-def frame(runs: StudyRuns) -> pd.DataFrame:
-    """The findings as a DataFrame (text, figure), for notebooks."""
-    return pd.DataFrame(findings(runs), columns=list(Finding._fields))
 
 
 # --------------------------------------------------------------------------- the README's copy
