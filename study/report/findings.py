@@ -23,7 +23,6 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
-
 from .. import schema
 from ..files import folder_name, write_atomic
 from .effects import effects_table, variant_differences
