@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from study import report, schema
 from study.model import LeNetConfig
-from study.report import importance as imp
+from study.report import cores, importance as imp
 
 SPACE = """\
 study: {dataset: mnist, tuner: random, max_trials: 30, epochs: 4}
@@ -270,3 +270,53 @@ def test_marginal_bins_of_a_numeric_knob(store):
     assert ((bins["low"] <= bins["mean"]) & (bins["mean"] <= bins["high"])).all()
     fig = report.plot_knob(runs, "learning_rate")
     assert "equal-count bins" in fig.axes[0].get_title()
+
+
+# --------------------------------------------------------------------------- on every core (report/cores.py)
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    """fork_map forks two processes whatever cores this machine gives the tests."""
+    from study.parallel import supervise
+
+    monkeypatch.setattr(supervise, "cpu_cores", lambda: 2)
+    monkeypatch.delenv(cores.PROCESSES_ENV, raising=False)
+
+
+def test_fork_map_keeps_order_and_runs_in_child_processes(two_cores, monkeypatch):
+    import os
+
+    assert cores.processes(20) == 2 and cores.processes(1) == 1
+    results = cores.fork_map(lambda i: (i * i, os.getpid()), 7)
+    assert [square for square, _ in results] == [i * i for i in range(7)]
+    assert os.getpid() not in {pid for _, pid in results}
+    monkeypatch.setenv(cores.PROCESSES_ENV, "1")
+    assert cores.processes(20) == 1
+    assert {pid for _, pid in cores.fork_map(lambda i: (i, os.getpid()), 3)} == {os.getpid()}
+
+
+def test_importance_is_the_same_forked_or_not(store, two_cores, monkeypatch):
+    forked = imp._knob_importance(report.load_study("strong", store), imp.N_RESAMPLES, 0)
+    monkeypatch.setenv(cores.PROCESSES_ENV, "1")
+    alone = imp._knob_importance(report.load_study("strong", store), imp.N_RESAMPLES, 0)
+    pd.testing.assert_frame_equal(forked.table, alone.table)
+    assert forked.caption == alone.caption
+
+
+def test_report_figures_drawn_in_children_bring_the_importance_back(store, two_cores, tmp_path, monkeypatch):
+    """write_report draws and writes its figures in forked processes; the importance a child computes for
+    importance.png comes back, so report.md's table does not compute it a second time in this process."""
+    calls = []
+    compute = imp._knob_importance
+    monkeypatch.setattr(imp, "_knob_importance", lambda *a: calls.append(1) or compute(*a))
+    runs = report.load_study("strong", store)
+    out = report.write_report("strong", out_root=tmp_path, tracking_uri=store, log_to_mlflow=False, runs=runs)
+    assert calls == []  # computed in a child only
+    assert ("importance", imp.N_RESAMPLES, 0) in runs.memo
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert "importance.png" in names and "knob_activation.png" in names
+    assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    md = (out / "report.md").read_text()
+    assert "|---|---|---|---|\n| activation | 1.00 [" in md.split("### Knob importance")[1]
+    assert all(f"({n})" in md for n in names)

@@ -41,6 +41,7 @@ import pandas as pd
 from .. import schema
 from ..model import format_widths, parse_widths
 from ..space import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, Space, SpaceError, parse_space
+from .cores import fork_map
 from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, _missing
 from .stats import mean_interval
 
@@ -191,7 +192,7 @@ def _sort_key(value: str):
         return (1, 0.0, value)
 
 
-def _trial_params(row: pd.Series, distributions: dict, dataset: str | None) -> tuple[dict, dict]:
+def _trial_params(row: dict, distributions: dict, dataset: str | None) -> tuple[dict, dict]:
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
     params, dists = {}, {}
@@ -251,7 +252,6 @@ def _knob_importance(runs: StudyRuns, n_resamples: int, seed: int) -> Importance
     distributions = knob_distributions(runs, trials, knobs, space)
     m = min(n, MAX_RESAMPLE)
 
-    shares = np.full((n_resamples, len(knobs)), np.nan)
     logger = logging.getLogger("optuna")
     level = logger.level
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -259,20 +259,23 @@ def _knob_importance(runs: StudyRuns, n_resamples: int, seed: int) -> Importance
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # `normalize=False` is experimental
             draws = np.random.default_rng(seed).integers(0, n, (n_resamples, m))
+            columns = list(dict.fromkeys(list(distributions) + [c[0] for _, c in distributions.values() if c]))
+            rows = trials[[c for c in columns if c in trials.columns]].to_dict("records")
+            values = trials[schema.BEST_VAL_ACCURACY].astype(float).to_numpy()
             frozen = {}  # only the trials some resample draws (a 10,000-trial study: at most n_resamples * m)
             for i in np.unique(draws):
-                params, dists = _trial_params(trials.iloc[i], distributions, dataset)
-                frozen[i] = optuna.trial.create_trial(params=params, distributions=dists,
-                                                      value=float(trials[schema.BEST_VAL_ACCURACY].iloc[i]))
-            for r in range(n_resamples):
+                params, dists = _trial_params(rows[i], distributions, dataset)
+                frozen[i] = optuna.trial.create_trial(params=params, distributions=dists, value=float(values[i]))
+
+            def resample(r: int) -> np.ndarray:
                 study = optuna.create_study(direction="maximize")
                 study.add_trials([frozen[i] for i in draws[r]])
                 evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=seed + r)
                 raw = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=False)
                 total = sum(raw.values())
-                for j, knob in enumerate(knobs):
-                    if knob in raw:
-                        shares[r, j] = raw[knob] / total if total > 0 else 0.0
+                return np.array([(raw[k] / total if total > 0 else 0.0) if k in raw else np.nan for k in knobs])
+
+            shares = np.vstack(fork_map(resample, n_resamples))  # one forest per resample, on every core
     finally:
         logger.setLevel(level)
 

@@ -1,7 +1,8 @@
 """The registry of the report's figures: FIGURES, the one list of them (file name, draw function, report.md
 section and heading, alt text, and when the figure applies).
 
-`figures(runs)` draws every figure that applies to a study, write_report's stale-file cleanup asks
+`figures(runs)` draws every figure that applies to a study, `save_figures(runs, folder)` draws and
+writes them as PNG files on every core (what write_report does), its stale-file cleanup asks
 `figure_spec` whose file a name is, and report.md is laid out from the same list. The drawing itself is
 `figures.py`'s.
 """
@@ -9,10 +10,12 @@ section and heading, alt text, and when the figure applies).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from .figures import (plot_best_so_far, plot_effects, plot_importance, plot_knob, plot_learning_curves,
                       plot_parallel_coordinates, plot_pareto, plot_variant_accuracy)
+from .cores import fork_map
 from .load import StudyRuns
 from .tables import varied_knobs
 
@@ -116,3 +119,26 @@ def figures(runs: StudyRuns) -> dict[str, Any]:
             if fig is not None:
                 out[name] = fig
     return out
+
+
+def save_figures(runs: StudyRuns, folder: Path, dpi: int) -> list[str]:
+    """Draw every figure that applies to this study and write it to folder/<file name> as a PNG; the file
+    names written, in FIGURES order. Each figure is drawn and encoded in one of `cores.fork_map`'s
+    processes, one per core: what a child computes for the study on the way (the knob importance, in
+    `runs.memo`) is brought back, so report.md's tables use it without computing it again."""
+    jobs = [(spec, name, args) for spec in FIGURES if spec.applies(runs) for name, args in spec.expand(runs)]
+
+    def draw_and_save(i: int) -> tuple[str | None, dict]:
+        spec, name, args = jobs[i]
+        known = set(runs.memo)
+        fig = spec.draw(runs, *args)
+        if fig is not None:
+            fig.savefig(folder / name, dpi=dpi)
+        return (name if fig is not None else None), {k: v for k, v in runs.memo.items() if k not in known}
+
+    written = []
+    for name, memo in fork_map(draw_and_save, len(jobs)):
+        runs.memo.update(memo)
+        if name is not None:
+            written.append(name)
+    return written

@@ -21,7 +21,7 @@ from .. import schema
 from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, variant_differences
 from .figures import plot_importance, plot_pareto
-from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, figures
+from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, save_figures
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
@@ -482,6 +482,9 @@ def render_html(markdown_text: str, folder: Path, title: str) -> str:
 # --------------------------------------------------------------------------- writing
 
 
+FIGURE_DPI = 110
+
+
 def study_dir(out_root: str | os.PathLike, study: str) -> Path:
     """reports/<study>/: one folder inside out_root whatever the name holds (files.folder_name)."""
     return Path(out_root) / folder_name(study)
@@ -505,12 +508,9 @@ def write_report(study: str, out_root: str | os.PathLike = "reports", tracking_u
     for old in out.iterdir():
         if old.is_file() and _is_generated(old.name):
             old.unlink()
-    written = []
-    figs = figures(runs)
-    for name, fig in figs.items():
-        fig.savefig(out / name, dpi=110)
-        written.append(out / name)
-    md = render_markdown(runs, list(figs), top=top)
+    names = save_figures(runs, out, FIGURE_DPI)
+    written = [out / name for name in names]
+    md = render_markdown(runs, names, top=top)
     (out / REPORT_MD).write_text(md, encoding="utf-8")
     (out / REPORT_HTML).write_text(render_html(md, out, f"Study report: {study}"), encoding="utf-8")
     written += [out / REPORT_MD, out / REPORT_HTML]

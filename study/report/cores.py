@@ -1,0 +1,56 @@
+"""The report's CPU-bound pieces on every core: `fork_map(fn, n)` runs fn(0) ... fn(n - 1) in forked
+processes, one per core, and returns the results in order.
+
+A report spends most of its time in work that is the same for 23 trials as for 10,000: encoding the
+PNG figures (matplotlib's layout, drawing and zlib, 0.1-0.4 s each, 20 figures for a search) and
+fitting one fANOVA forest per bootstrap resample of the knob importance. Those pieces are independent,
+so they run side by side. The children are forked, so they see the figures and trials the parent
+already holds without pickling them; only `fn`'s results travel back (pickled: keep them small).
+
+Sequential, in this process, where forking is not possible or not worth it: one core (as the
+scheduler gives this process, `supervise.cpu_cores`), fewer than two items, no `fork` start method
+(Windows), or inside a daemonic process (a multiprocessing pool's worker may not have children).
+`LENET_REPORT_PROCESSES=1` asks for sequential too (any N caps the processes at N).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any, Callable
+
+PROCESSES_ENV = "LENET_REPORT_PROCESSES"
+
+_TASK: Callable[[int], Any] | None = None  # fn of the running fork_map, inherited by the forked children
+
+
+def _run(i: int) -> Any:
+    return _TASK(i)
+
+
+def processes(n_items: int) -> int:
+    """How many processes `fork_map` uses for `n_items` items (1: this process alone)."""
+    from ..parallel.supervise import cpu_cores
+
+    limit = cpu_cores()
+    cap = os.environ.get(PROCESSES_ENV, "").strip()
+    if cap.isdigit() and int(cap) >= 1:
+        limit = min(limit, int(cap))
+    if ("fork" not in multiprocessing.get_all_start_methods()
+            or multiprocessing.current_process().daemon):
+        limit = 1
+    return max(1, min(limit, n_items))
+
+
+def fork_map(fn: Callable[[int], Any], n_items: int) -> list[Any]:
+    """[fn(0), ..., fn(n_items - 1)], computed in forked processes when `processes` says so."""
+    global _TASK
+    n_proc = processes(n_items)
+    if n_proc == 1:
+        return [fn(i) for i in range(n_items)]
+    _TASK = fn
+    try:
+        with multiprocessing.get_context("fork").Pool(n_proc) as pool:
+            return pool.map(_run, range(n_items), chunksize=1)
+    finally:
+        _TASK = None
