@@ -72,6 +72,8 @@ class Range:
 # read, and the study's epochs, patience and seed (StudySettings) too. Values inside run; a diverging
 # learning rate is a result (a NaN trial), so its bound is far above any useful rate.
 KNOB_RANGES = {
+    "c1_filters": Range(1, 512, integer=True),
+    "c3_filters": Range(1, 512, integer=True),
     "c5_units": Range(1, 4096, integer=True),
     "dense_units": Range(1, 4096, integer=True),  # each width
     "learning_rate": Range(0, 1_000_000, low_open=True),
@@ -195,6 +197,8 @@ class LeNetConfig:
     pooling: str = "avg"
     c1_padding: str = "same"
     kernel_size: int = 5
+    c1_filters: int = 6  # feature maps of C1 (LeNet-5: 6)
+    c3_filters: int = 16  # feature maps of C3 (LeNet-5: 16)
     c5: str = "conv"
     c5_units: int = 120
     dense_units: tuple[int, ...] = field(default=(84,))
@@ -293,12 +297,13 @@ def count_params(config: LeNetConfig) -> int:
     sizes = dict(feature_map_sizes(config))
     bias = 0 if config.batch_norm else 1
     norm = 4 if config.batch_norm else 0
-    count = (k * k * 1 + bias + norm) * 6 + (k * k * 6 + bias + norm) * 16
+    c1, c3 = config.c1_filters, config.c3_filters
+    count = (k * k * 1 + bias + norm) * c1 + (k * k * c1 + bias + norm) * c3
     if config.c5 == "conv":
-        count += (k * k * 16 + bias + norm) * config.c5_units
+        count += (k * k * c3 + bias + norm) * config.c5_units
         width = sizes["C5"] ** 2 * config.c5_units
     else:
-        count += (sizes["S4"] ** 2 * 16 + 1) * config.c5_units
+        count += (sizes["S4"] ** 2 * c3 + 1) * config.c5_units
         width = config.c5_units
     for units in config.dense_units + (NUM_CLASSES,):
         count += (width + 1) * units
@@ -469,9 +474,9 @@ def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] 
     for layer in augmentation_layers(config):
         model.add(layer)
     model.add(layers.Rescaling(scale, offset, name=f"scale_{config.input_scaling}"))
-    conv(6, config.c1_padding, "C1")
+    conv(config.c1_filters, config.c1_padding, "C1")
     model.add(pool(2, name="S2"))
-    conv(16, "valid", "C3")
+    conv(config.c3_filters, "valid", "C3")
     model.add(pool(2, name="S4"))
     if config.c5 == "conv":
         conv(config.c5_units, "valid", "C5")

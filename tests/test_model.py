@@ -64,7 +64,7 @@ def test_build_model_with_empty_hyperparameters_is_tf2_classic():
         "activation": "sigmoid", "pooling": "avg", "c1_padding": "same", "kernel_size": "5", "c5": "conv",
         "c5_units": "120", "dense_units": "84", "output": "softmax", "loss": "crossentropy",
         "optimizer": "adam", "learning_rate": "0.001", "momentum": "0.0", "input_scaling": "unit",
-        "batch_size": "32", "epochs": "10", "patience": "0", "seed": "0",
+        "batch_size": "32", "epochs": "10", "patience": "0", "seed": "0", "c1_filters": "6", "c3_filters": "16",
         # the modern knobs, off by default
         "augment": "none", "batch_norm": "False", "dropout": "0.0", "lr_schedule": "constant", "warmup": "0.1",
         "weight_decay": "0.0", "label_smoothing": "0.0",
@@ -206,6 +206,16 @@ def test_batch_norm_sits_between_each_convolution_and_its_activation():
     assert model.count_params() == count_params(LeNetConfig(activation="relu", batch_norm=True)) == 61706 - 142 + 4 * 142
 
 
+@pytest.mark.parametrize("change", [{}, {"c5": "dense", "kernel_size": 3, "c1_padding": "valid"}, {"batch_norm": True}])
+def test_conv_widths_set_the_feature_maps_of_c1_and_c3(change):
+    config = LeNetConfig(activation="relu", c1_filters=16, c3_filters=32, **change)
+    model = build_lenet(config)
+    assert model.get_layer("C1").filters == 16 and model.get_layer("C3").filters == 32
+    assert model.get_layer("C3").kernel.shape[2] == 16  # C3 sees every C1 map
+    assert model.count_params() == count_params(config) > count_params(config.replace(c1_filters=6, c3_filters=16))
+    assert LeNetConfig.from_params(config.to_params()) == config
+
+
 def test_augmentation_and_dropout_act_in_training_only():
     config = LeNetConfig(activation="relu", augment="shift-rotate-zoom", dropout=0.5, seed=3)
     model = build_lenet(config)
@@ -260,6 +270,8 @@ def test_weight_decay_and_label_smoothing_reach_the_optimizer_and_the_loss():
     ({"weight_decay": -1.0}, "weight_decay: -1.0 must be a number in [0.0, 0.1]"),
     ({"label_smoothing": 0.1, "loss": "mse"}, "label_smoothing: only the crossentropy loss"),
     ({"batch_norm": "yes"}, "batch_norm: 'yes' must be true or false"),
+    ({"c1_filters": 0}, "c1_filters: 0 must be an integer in [1, 512]"),
+    ({"c3_filters": 2.5}, "c3_filters: 2.5 must be an integer in [1, 512]"),
 ])
 def test_modern_knobs_refuse_bad_values_in_one_line(change, message):
     with pytest.raises(ConfigError) as err:

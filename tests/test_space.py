@@ -105,6 +105,8 @@ BAD_SPACES = [
     ("space:\n  dropout: {float: [0.0, 0.95]}\n", ["space.dropout.float", "0.95", "[0.0, 0.9]"]),
     ("space:\n  weight_decay: {choice: [0.0, 1.5]}\n", ["space.weight_decay.choice", "1.5", "[0.0, 0.1]"]),
     ("space:\n  label_smoothing: {fixed: -0.1}\n", ["space.label_smoothing.fixed", "-0.1"]),
+    ("space:\n  c1_filters: {choice: [6, 0]}\n", ["space.c1_filters.choice", "0", "[1, 512]"]),
+    ("space:\n  c3_filters: {int: [16, 1024]}\n", ["space.c3_filters", "1024", "[1, 512]"]),
     ("study:\n  stop_at_chance: -1\nspace:\n  activation: {choice: [relu]}\n", ["study.stop_at_chance", "0 (off)"]),
     ("study:\n  final_epochs: two\nspace:\n  activation: {choice: [relu]}\n", ["study.final_epochs", "integer"]),
 ]
