@@ -194,6 +194,7 @@ def knob_text(config: LeNetConfig) -> str:
     """The knobs that tell trials apart, in one short line."""
     parts = [
         config.activation, f"{config.pooling}pool", config.c1_padding, f"k{config.kernel_size}",
+        *([f"maps={config.c1_filters},{config.c3_filters}"] if (config.c1_filters, config.c3_filters) != (6, 16) else []),
         f"C5={config.c5}", "dense=" + ",".join(map(str, config.dense_units)),
         f"{config.optimizer} lr={config.learning_rate:.2g}",
     ]

@@ -292,3 +292,10 @@ def test_steps_per_execution_trains_every_batch_including_the_last_partial_one()
     assert len(history.history["val_accuracy"]) == 2
     # The cosine schedule was sized for those 8 steps: it has decayed to 0 at the end.
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_progress_line_names_conv_widths_only_when_they_are_not_lenet5s():
+    from study.tuner import knob_text
+
+    assert "maps=" not in knob_text(LeNetConfig())
+    assert "k5 maps=16,32 C5=conv" in knob_text(LeNetConfig(c1_filters=16, c3_filters=32))
