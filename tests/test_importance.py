@@ -320,3 +320,19 @@ def test_report_figures_drawn_in_children_bring_the_importance_back(store, two_c
     md = (out / "report.md").read_text()
     assert "|---|---|---|---|\n| activation | 1.00 [" in md.split("### Knob importance")[1]
     assert all(f"({n})" in md for n in names)
+
+
+def test_report_children_never_read_the_store(store, two_cores, tmp_path, monkeypatch):
+    """The space file importance.png needs is read before the fork: a forked child must not use the
+    store connections it inherits (SQLite forbids it)."""
+    import os
+
+    from study import tracking
+
+    parent = os.getpid()
+    read_in = []
+    real = tracking.space_file
+    monkeypatch.setattr(tracking, "space_file", lambda *a: read_in.append(os.getpid()) or real(*a))
+    runs = report.load_study("strong", store)
+    report.write_report("strong", out_root=tmp_path, tracking_uri=store, log_to_mlflow=False, runs=runs)
+    assert read_in == [parent]

@@ -127,6 +127,9 @@ def save_figures(runs: StudyRuns, folder: Path, dpi: int) -> list[str]:
     processes, one per core: what a child computes for the study on the way (the knob importance, in
     `runs.memo`) is brought back, so report.md's tables use it without computing it again."""
     jobs = [(spec, name, args) for spec in FIGURES if spec.applies(runs) for name, args in spec.expand(runs)]
+    # The one thing a figure reads from the store (importance.png: the logged space file) is read here,
+    # before the fork: a child must not use the connections to the store it inherits.
+    runs.space_file  # noqa: B018 - a cached property, read for its side effect
 
     def draw_and_save(i: int) -> tuple[str | None, dict]:
         spec, name, args = jobs[i]
