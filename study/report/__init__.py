@@ -17,7 +17,8 @@ One job per module: `load` (the store, through `study.tracking`), `tables`,
 `findings` (the sentences report.md opens with, generated from those numbers),
 `importance` (knob importance by Optuna's fANOVA, and the knob figures' means
 with intervals), `figures` (data + drawing of each figure), `registry` (FIGURES, which
-figures a report has and where), `render` (report.md / report.html and `write_report`), `notebooks`.
+figures a report has and where), `render` (report.md / report.html and `write_report`), `notebooks`,
+`cores` (`fork_map`: the figures and the importance's forests on every core).
 This module only re-exports, so `from study import report; report.X` works
 for all of them.
 """
