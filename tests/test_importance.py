@@ -336,3 +336,23 @@ def test_report_children_never_read_the_store(store, two_cores, tmp_path, monkey
     runs = report.load_study("strong", store)
     report.write_report("strong", out_root=tmp_path, tracking_uri=store, log_to_mlflow=False, runs=runs)
     assert read_in == [parent]
+
+
+def test_fork_map_raises_what_a_child_raises_and_never_nests(two_cores):
+    def boom(i):
+        if i == 2:
+            raise ValueError("figure 2 failed")
+        return cores.processes(5)  # inside a child: no processes of processes
+
+    with pytest.raises(ValueError, match="figure 2 failed"):
+        cores.fork_map(boom, 4)
+    assert cores.fork_map(lambda i: cores.processes(5), 3) == [1, 1, 1]
+
+
+def test_fork_map_does_not_hang_when_a_child_dies(two_cores):
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        cores.fork_map(lambda i: os.kill(os.getpid(), signal.SIGKILL) if i == 1 else i, 3)

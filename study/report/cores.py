@@ -9,19 +9,30 @@ already holds without pickling them; only `fn`'s results travel back (pickled: k
 
 Sequential, in this process, where forking is not possible or not worth it: one core (as the
 scheduler gives this process, `supervise.cpu_cores`), fewer than two items, no `fork` start method
-(Windows), or inside a daemonic process (a multiprocessing pool's worker may not have children).
-`LENET_REPORT_PROCESSES=1` asks for sequential too (any N caps the processes at N).
+(Windows), inside one of fork_map's own children (no processes of processes), or inside a daemonic
+process (a multiprocessing pool's worker may not have children). `LENET_REPORT_PROCESSES=1` asks for
+sequential too (any N caps the processes at N).
+
+The children run in a `concurrent.futures.ProcessPoolExecutor`: an exception in fn is raised here,
+and a child that dies (killed, out of memory) raises BrokenProcessPool instead of hanging the report.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 PROCESSES_ENV = "LENET_REPORT_PROCESSES"
 
 _TASK: Callable[[int], Any] | None = None  # fn of the running fork_map, inherited by the forked children
+_IN_CHILD = False  # set in fork_map's children
+
+
+def _mark_child() -> None:
+    global _IN_CHILD
+    _IN_CHILD = True
 
 
 def _run(i: int) -> Any:
@@ -36,7 +47,7 @@ def processes(n_items: int) -> int:
     cap = os.environ.get(PROCESSES_ENV, "").strip()
     if cap.isdigit() and int(cap) >= 1:
         limit = min(limit, int(cap))
-    if ("fork" not in multiprocessing.get_all_start_methods()
+    if (_IN_CHILD or "fork" not in multiprocessing.get_all_start_methods()
             or multiprocessing.current_process().daemon):
         limit = 1
     return max(1, min(limit, n_items))
@@ -50,7 +61,8 @@ def fork_map(fn: Callable[[int], Any], n_items: int) -> list[Any]:
         return [fn(i) for i in range(n_items)]
     _TASK = fn
     try:
-        with multiprocessing.get_context("fork").Pool(n_proc) as pool:
-            return pool.map(_run, range(n_items), chunksize=1)
+        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_mark_child) as pool:
+            return list(pool.map(_run, range(n_items)))
     finally:
         _TASK = None
