@@ -54,6 +54,21 @@ def test_lenet_space_covers_the_issue_knobs():
         assert isinstance(resolve_config(values, space.settings), LeNetConfig)
 
 
+def test_the_fashion_study_searches_wider_maps_from_a_pair_that_differs_only_there():
+    from study.model import count_params
+
+    space = load_space(ROOT / "search_spaces/lenet-fashion.yaml")
+    lenet = load_space(ROOT / "search_spaces/lenet.yaml")
+    assert space.settings.dataset == "fashion_mnist" and space.settings.tuner == lenet.settings.tuner
+    assert space.settings.final_epochs > space.settings.epochs
+    assert space.knobs["c1_filters"]["values"] == [16, 6] and space.knobs["c3_filters"]["values"] == [32, 16]
+    assert "c1_filters" not in lenet.knobs  # the MNIST study keeps LeNet-5's widths
+    wide, narrow = (resolve_config(values, space.settings) for values in space.start_values())
+    assert (wide.c1_filters, wide.c3_filters, narrow.c1_filters, narrow.c3_filters) == (16, 32, 6, 16)
+    assert narrow == wide.replace(c1_filters=6, c3_filters=16)
+    assert count_params(narrow) < count_params(wide) == 120_886
+
+
 def test_documented_space_is_every_variant_with_five_seeds():
     space = load_space(ROOT / "search_spaces/documented.yaml")
     assert space.knobs["variant"]["values"] == list(VARIANTS)
