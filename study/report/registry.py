@@ -108,17 +108,15 @@ def figure_spec(file_name: str) -> FigureSpec | None:
     return next((spec for spec in FIGURES if spec.matches(file_name)), None)
 
 
+def _jobs(runs: StudyRuns) -> list[tuple[FigureSpec, str, tuple]]:
+    """(entry, file name, extra draw arguments) of every figure that applies to this study, in FIGURES order."""
+    return [(spec, name, args) for spec in FIGURES if spec.applies(runs) for name, args in spec.expand(runs)]
+
+
 def figures(runs: StudyRuns) -> dict[str, Any]:
     """file name -> Figure for every figure that applies to this study, in FIGURES order."""
-    out: dict[str, Any] = {}
-    for spec in FIGURES:
-        if not spec.applies(runs):
-            continue
-        for name, args in spec.expand(runs):
-            fig = spec.draw(runs, *args)
-            if fig is not None:
-                out[name] = fig
-    return out
+    drawn = ((name, spec.draw(runs, *args)) for spec, name, args in _jobs(runs))
+    return {name: fig for name, fig in drawn if fig is not None}
 
 
 def save_figures(runs: StudyRuns, folder: Path, dpi: int) -> list[str]:
@@ -126,7 +124,7 @@ def save_figures(runs: StudyRuns, folder: Path, dpi: int) -> list[str]:
     names written, in FIGURES order. Each figure is drawn and encoded in one of `cores.fork_map`'s
     processes, one per core: what a child computes for the study on the way (the knob importance, in
     `runs.memo`) is brought back, so report.md's tables use it without computing it again."""
-    jobs = [(spec, name, args) for spec in FIGURES if spec.applies(runs) for name, args in spec.expand(runs)]
+    jobs = _jobs(runs)
     # The one thing a figure reads from the store (importance.png: the logged space file) is read here,
     # before the fork: a child must not use the connections to the store it inherits.
     runs.space_file  # noqa: B018 - a cached property, read for its side effect
