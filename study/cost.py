@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import platform
 import socket
 import statistics
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import schema
+from .devices import cpu_cores
 
 log = logging.getLogger("study.cost")
 
@@ -140,8 +140,7 @@ def cpu_model() -> str:
     except OSError:
         pass
     name = name or platform.processor() or platform.machine() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name}, {cores} cores" if cores else name
+    return f"{name}, {cpu_cores()} cores"
 
 
 def host_tags() -> dict[str, str]:

@@ -4,6 +4,7 @@
 "CPU" when TensorFlow sees no accelerator, else e.g. "GPU:0 (NVIDIA A100-SXM4-40GB), GPU:1".
 `visible_gpu_ids()` counts GPUs without importing TensorFlow (a chief starts its workers
 first), and `gpu_assignment()` hands them out to worker processes, one each, round-robin.
+`cpu_cores()` is the CPUs this process may run on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+
+
+def cpu_cores() -> int:
+    """The CPUs the scheduler lets this process use (os.sched_getaffinity; os.cpu_count where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def describe_devices(devices=None, details=None) -> str:

@@ -278,9 +278,9 @@ def test_marginal_bins_of_a_numeric_knob(store):
 @pytest.fixture
 def two_cores(monkeypatch):
     """fork_map forks two processes whatever cores this machine gives the tests."""
-    from study.parallel import supervise
+    from study import devices
 
-    monkeypatch.setattr(supervise, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
     monkeypatch.delenv(cores.PROCESSES_ENV, raising=False)
 
 

@@ -48,7 +48,7 @@ def _trial_span(uri: str, study: str) -> tuple[float, int]:
 def bench_workers(args, echo=print) -> dict[str, float]:
     """Trials per hour: 1 worker with every core vs one worker per core with one thread each."""
     from ..parallel.chief import launch
-    from ..parallel.supervise import cpu_cores
+    from ..devices import cpu_cores
     from ..search import StudyRequest
     from ..space import load_space
 

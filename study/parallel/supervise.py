@@ -25,19 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..devices import cpu_cores  # noqa: F401 - chief and worker take it from here
 from ..search import SearchError
 
 MAX_RESTARTS = 3  # per worker process
 USER_ERROR_EXIT = 2  # what `lenet-study` returns for a one-line user error: not worth a restart
 POLL_S = 0.5
 SUPERVISOR_ENV = "LENET_SUPERVISOR_PID"
-
-
-def cpu_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def parse_workers(value, *, allow_zero: bool = True) -> int:

@@ -8,7 +8,7 @@ so they run side by side. The children are forked, so they see the figures and t
 already holds without pickling them; only `fn`'s results travel back (pickled: keep them small).
 
 Sequential, in this process, where forking is not possible or not worth it: one core (as the
-scheduler gives this process, `supervise.cpu_cores`), fewer than two items, no `fork` start method
+scheduler gives this process, `devices.cpu_cores`), fewer than two items, no `fork` start method
 (Windows), inside one of fork_map's own children (no processes of processes), or inside a daemonic
 process (a multiprocessing pool's worker may not have children). `LENET_REPORT_PROCESSES=1` asks for
 sequential too (any N caps the processes at N).
@@ -41,7 +41,7 @@ def _run(i: int) -> Any:
 
 def processes(n_items: int) -> int:
     """How many processes `fork_map` uses for `n_items` items (1: this process alone)."""
-    from ..parallel.supervise import cpu_cores
+    from ..devices import cpu_cores
 
     limit = cpu_cores()
     cap = os.environ.get(PROCESSES_ENV, "").strip()
