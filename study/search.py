@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import shlex
@@ -31,6 +32,7 @@ from .space import Space, StudySettings
 log = logging.getLogger("study.search")
 
 TUNER_DIRNAME = ".keras-tuner"
+FINISHED_FILE = "finished.json"  # in the tuner folder: the search ended and its test figure was taken
 
 
 class SearchError(RuntimeError):
@@ -78,9 +80,17 @@ class SearchResult:
     completed: int
     failed: int
     ui_link: str
+    max_trials: int | None = None  # the study's max_trials when it finished
+    finished_before: bool = False  # the study had finished already: nothing ran, nothing was read or logged
 
     def done_line(self) -> str:
         """The closing line of a search, in one process or with workers."""
+        if self.finished_before:
+            test = f", test_accuracy {self.test_accuracy:.4f}" if self.test_accuracy is not None else ""
+            return (f"study {self.study!r} is finished ({self.completed} trial(s) completed, {self.failed} failed; "
+                    f"best trial {self.best_trial_id}{test}): nothing to do, nothing changed. Raise --max-trials "
+                    f"above {self.max_trials} to continue it, or start it over with --fresh; browse with "
+                    f"`make ui`: {self.ui_link}")
         return (f"done: {self.completed} trial(s) completed, {self.failed} failed; "
                 f"browse with `make ui`: {self.ui_link}")
 
@@ -137,6 +147,39 @@ def _search_id(project_dir: Path, fresh: bool) -> str:
 # change (more trials of the same study); test_eval and final_epochs act after the search.
 DEFINING_SETTINGS = ("dataset", "tuner", "epochs", "patience", "executions_per_trial", "seed", "val_fraction",
                      "hyperband_factor", "train_samples", "stop_at_chance", "kind", "seeds")
+
+
+def record_finished(project_dir: Path, search_id: str, settings: StudySettings, result: SearchResult) -> None:
+    """After finish_study: the search ended and the test set was read for it (see finished_result)."""
+    record = {"search_id": search_id, "max_trials": settings.max_trials,
+              **{key: getattr(result, key) for key in ("experiment_id", "parent_run_id", "best_trial_id",
+                                                       "best_val_accuracy", "test_accuracy", "completed", "failed")}}
+    write_atomic(project_dir / FINISHED_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def finished_result(request: StudyRequest) -> SearchResult | None:
+    """The recorded result when this request would run a study that has finished again: same search, and
+    max_trials not raised. Running it would only read the test set again and register the same model
+    again, so the caller changes nothing. Reads only the tuner folder (no store, no data)."""
+    from . import tracking
+
+    project_dir = study_folder(request.log_dir, request.name)
+    if request.fresh:
+        return None
+    try:
+        record = json.loads((project_dir / FINISHED_FILE).read_text(encoding="utf-8"))
+        search_id = (project_dir / "search_id").read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):  # none, or damaged: the study runs as a resume would
+        return None
+    if not isinstance(record, dict) or record.get("search_id") != search_id \
+            or request.settings.max_trials > int(record.get("max_trials") or 0):
+        return None
+    fields = {key: record.get(key) for key in ("experiment_id", "parent_run_id", "best_trial_id",
+                                               "best_val_accuracy", "test_accuracy", "max_trials")}
+    return SearchResult(request.name, completed=int(record.get("completed") or 0),
+                        failed=int(record.get("failed") or 0), finished_before=True,
+                        ui_link=tracking.ui_link(tracking.tracking_uri(request.tracking_uri),
+                                                 str(fields["experiment_id"])), **fields)
 
 
 def check_resume(request: StudyRequest, data_digest: str | None = None) -> None:
@@ -349,6 +392,9 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
     from .tuner import Progress, gc_frozen
 
     with no_space_as_error(request.log_dir), claim_study(request):
+        finished = finished_result(request)
+        if finished is not None:
+            return finished
         opened = open_study(request, echo=echo)
         (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
         with opened.tracker.parent_status(), interrupt_note(echo):
@@ -373,8 +419,16 @@ def interrupt_note(echo):
 
 def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print,
                  ui_uri: str | None = None) -> SearchResult:
-    """After the last trial: the test set once for the chosen model(s), the best model on the parent run.
+    """After the last trial: the test set once for the chosen model(s), the best model on the parent run,
+    then the study recorded as finished (running it again changes nothing: finished_result).
     `ui_uri`: the store whose UI link to print (default: the tracker's)."""
+    result = _finish(tuner, opened, settings, echo, ui_uri)
+    result.max_trials = settings.max_trials
+    record_finished(opened.project_dir, opened.search_id, settings, result)
+    return result
+
+
+def _finish(tuner, opened: OpenedStudy, settings: StudySettings, echo, ui_uri: str | None) -> SearchResult:
     from . import tracking
     from .tuner import trial_counts
 

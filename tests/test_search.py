@@ -214,10 +214,22 @@ def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, 
     assert len(finished) == 3 and len({c.data.tags[schema.TRIAL_ID] for c in finished}) == 3
     _, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
     assert len(parents) == 2  # one parent per invocation
-    # Nothing left to do: no new trial, nothing logged twice.
-    run_study(tmp_path, max_trials=3)
+    # Finished, and run again as it was: it says so, reads no data (so not the test set), logs and registers nothing.
+    with pytest.MonkeyPatch.context() as patch:
+        def no_data(*args, **kwargs):
+            raise AssertionError("a finished study read its data again")
+        patch.setattr("study.data.prepare_data", no_data)
+        patch.setattr("study.search.prepare_data", no_data, raising=False)
+        same, lines = run_study(tmp_path, max_trials=3)
+    assert same.finished_before and same.completed == 3 and same.parent_run_id == result.parent_run_id
+    assert same.test_accuracy == result.test_accuracy and lines == []
+    assert f"study 'smoke' is finished (3 trial(s) completed" in same.done_line()
+    assert "--max-trials above 3" in same.done_line() and "--fresh" in same.done_line()
     _, again = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
-    assert len([c for c in again if c.info.status == "FINISHED"]) == 3
+    assert len(again) == len(children) and len([c for c in again if c.info.status == "FINISHED"]) == 3
+    _, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
+    assert len(parents) == 2
+    assert sorted(int(v.version) for v in client.search_model_versions("name = 'lenet-smoke'")) == [1, 2]
     # --fresh starts over under a new search id; earlier runs stay in the store.
     run_study(tmp_path, fresh=True)
     _, after = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
@@ -225,11 +237,11 @@ def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, 
     assert len(after) == len(again) + 2 and len(search_ids) == 2
     # One registered version per search that chose a model; the champion is the latest search's choice.
     versions = client.search_model_versions("name = 'lenet-smoke'")
-    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
     champion = client.get_model_version_by_alias("lenet-smoke", "champion")
     _, parents = runs_by_role(tmp_path, "smoke", schema.ROLE_STUDY)
     newest = max(parents, key=lambda r: r.info.start_time)
-    assert str(champion.version) == "4" and champion.tags[schema.SEARCH_ID] == newest.data.tags[schema.SEARCH_ID]
+    assert str(champion.version) == "3" and champion.tags[schema.SEARCH_ID] == newest.data.tags[schema.SEARCH_ID]
 
 
 def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path, run_study, runs_by_role):

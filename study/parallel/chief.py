@@ -31,7 +31,7 @@ from pathlib import Path
 from .. import kt_compat, schema
 from ..devices import gpu_assignment, visible_gpu_ids
 from ..kt_compat import TrialStatus
-from ..search import (TUNER_DIRNAME, SearchError, StudyRequest, claim_study, no_space_as_error,
+from ..search import (TUNER_DIRNAME, SearchError, StudyRequest, claim_study, finished_result, no_space_as_error,
                       remove_study_folder)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
@@ -218,6 +218,9 @@ def launch(request: StudyRequest, echo=print):
             f"remote workers cannot write to the local store {user_uri}: run `mlflow server` with a "
             "PostgreSQL backend store and set MLFLOW_TRACKING_URI=http://HOST:PORT on every machine")
     with no_space_as_error(request.log_dir), claim_study(request):
+        finished = finished_result(request)
+        if finished is not None:  # before any worker, server or run starts
+            return finished
         return _start(request, study=study, n=n, threads=threads, bind=(bind_host, bind_port), remote_ok=remote_ok,
                       user_uri=user_uri, echo=echo)
 
