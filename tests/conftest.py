@@ -1,7 +1,10 @@
 """Shared test set-up: quiet TensorFlow, never touch the user's MLflow store or the network, and the
-fixtures several test files use (a tiny study run into a temporary store, the runs of a study by role)."""
+fixtures several test files use (a tiny study run into a temporary store, one finished smoke study built
+once per test run that tests read or copy, the runs of a study by role)."""
 
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,31 @@ def study_runs():
         return client, parents, children
 
     return runs
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory, run_study):
+    """(folder, result, printed lines): the smoke study (2 trials of 1 epoch on 300 digits) finished once per
+    test run, in its own folder: smoke.yaml, logs/, mlflow.db, mlruns/. Read it; to change it, `copy_study`."""
+    base = tmp_path_factory.mktemp("finished")
+    shutil.copy(SMOKE, base / "smoke.yaml")
+    result, lines = run_study(base, space_path=base / "smoke.yaml")
+    return base, result, lines
+
+
+def copy_study(src: Path, dst: Path, finished: bool = True) -> Path:
+    """A copy of a study's folder whose store points at the copy's own artifacts and files. finished=False:
+    without the record that its search finished, as a search stopped before its end (killed, crashed) leaves
+    it, so that running it again resumes instead of saying it is finished."""
+    shutil.copytree(src, dst, symlinks=True)
+    if not finished:
+        for record in dst.glob("logs/.keras-tuner/*/finished.json"):
+            record.unlink()
+    con = sqlite3.connect(dst / "mlflow.db")
+    with con:
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for column in [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]:
+                con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                            f'WHERE typeof("{column}") = \'text\'', (str(src), str(dst)))
+    con.close()
+    return dst

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_study
 from study import schema
 from study.cli import main as cli_main
 from study.files import NAME_RULE, folder_name, shown
@@ -29,25 +29,9 @@ STUDY_FILES = {"logs", "mlflow.db", "mlruns", "smoke.yaml"}  # what a study in i
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, run_study):
-    """A finished smoke study (2 trials) in its own folder: smoke.yaml, logs/, mlflow.db, mlruns/."""
-    base = tmp_path_factory.mktemp("finished")
-    shutil.copy(SMOKE, base / "smoke.yaml")
-    run_study(base, space_path=base / "smoke.yaml")
-    return base
-
-
-def copy_study(src: Path, dst: Path) -> Path:
-    """A copy of a study's folder whose store points at the copy's own artifacts."""
-    shutil.copytree(src, dst, symlinks=True)
-    con = sqlite3.connect(dst / "mlflow.db")
-    with con:
-        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for column in [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]:
-                con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                            f'WHERE typeof("{column}") = \'text\'', (str(src), str(dst)))
-    con.close()
-    return dst
+def finished(finished_study):
+    """The finished smoke study (2 trials) in its own folder: smoke.yaml, logs/, mlflow.db, mlruns/. Copy it."""
+    return finished_study[0]
 
 
 def enter(folder: Path, monkeypatch) -> Path:
@@ -304,7 +288,7 @@ def test_a_second_start_of_a_running_study_is_refused_naming_the_holder(work, ca
 def test_a_stale_lock_does_not_block_the_study(finished, tmp_path, monkeypatch, capsys):
     from study.lock import lock_path
 
-    folder = copy_study(finished, tmp_path / "copy")
+    folder = copy_study(finished, tmp_path / "copy", finished=False)  # the search the lock's holder ran was killed
     enter(folder, monkeypatch)
     gone = subprocess.Popen(["true"])
     gone.wait()

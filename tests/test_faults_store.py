@@ -24,7 +24,7 @@ from study import store as mlflow_store
 from study.cli import main as cli_main
 from study.search import SearchError
 
-from conftest import SMOKE, store_uri
+from conftest import SMOKE, copy_study, store_uri
 
 
 class StoreFaults:
@@ -165,20 +165,12 @@ def test_a_store_away_for_longer_stops_in_one_line_and_the_resume_runs_each_tria
 # --------------------------------------------------------------------------- damaged tuner state
 
 
-@pytest.fixture(scope="module")
-def finished_smoke(tmp_path_factory, run_study):
-    """A finished 2-trial smoke study, copied by each case (store, artifacts and logs)."""
-    folder = tmp_path_factory.mktemp("template")
-    result, _ = run_study(folder)
-    return folder, result
-
-
 @pytest.fixture
-def copy_of(finished_smoke, tmp_path):
-    template, result = finished_smoke
-    folder = tmp_path / "study"
-    shutil.copytree(template, folder)
-    return folder, result
+def copy_of(finished_study, tmp_path):
+    """The 2-trial smoke study, copied for one case (store, artifacts and logs) as a search stopped before its
+    end would leave it (its tuner state is what these cases damage)."""
+    template, result, _ = finished_study
+    return copy_study(template, tmp_path / "study", finished=False), result
 
 
 def damage(path: Path, how: str) -> None:

@@ -34,10 +34,9 @@ def runs_by_role(study_runs):
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, run_study):
-    tmp_path = tmp_path_factory.mktemp("smoke")
-    result, lines = run_study(tmp_path)
-    return tmp_path, result, lines
+def smoke(finished_study):
+    """(folder, result, printed lines) of the smoke study finished once per test run (conftest). Read only."""
+    return finished_study
 
 
 def test_parent_run_records_the_study(smoke, runs_by_role):
@@ -111,22 +110,22 @@ def test_progress_lines(smoke):
     assert trial_lines[1].startswith("[2/2] trial ") and "best 0." in trial_lines[1]
 
 
-def test_best_model_loads_with_keras_and_mlflow(smoke):
-    tmp_path, result, _ = smoke
+def test_best_model_loads_with_keras_and_mlflow(smoke, tmp_path):
+    folder, result, _ = smoke
     import keras
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     path = client.download_artifacts(result.parent_run_id, "best_model.keras", str(tmp_path))
     model = keras.models.load_model(path)
     assert model.count_params() == 61706
-    with scoped_uri(f"sqlite:///{tmp_path}/mlflow.db"):
+    with scoped_uri(f"sqlite:///{folder}/mlflow.db"):
         pyfunc = mlflow.keras.load_model(f"runs:/{result.parent_run_id}/best_model")
     x = np.zeros((2, 28, 28, 1), dtype="float32")
     np.testing.assert_allclose(pyfunc.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
 
 
-def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role):
-    tmp_path, result, _ = smoke
+def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role, tmp_path):
+    folder, result, _ = smoke
     from PIL import Image
 
     from study.data import load_dataset
@@ -134,7 +133,7 @@ def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role):
     ds = load_dataset("mnist-5k")
     image = tmp_path / "digit.png"
     Image.fromarray(ds.x_test[0, :, :, 0]).resize((56, 56)).save(image)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
     assert cli_main(["predict", str(image), "--run", result.parent_run_id]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{image}: class ") and f"model: run {result.parent_run_id}" in out
@@ -152,7 +151,7 @@ def test_predict_classifies_a_png(smoke, monkeypatch, capsys, runs_by_role):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     # A child run holds no model: a one-line error, exit code 2.
-    _, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
+    _, children = runs_by_role(folder, "smoke", schema.ROLE_TRIAL)
     assert cli_main(["predict", str(image), "--run", children[0].info.run_id]) == 2
     assert "holds no best_model.keras" in capsys.readouterr().err
     assert cli_main(["predict", str(tmp_path / "missing.png")]) == 2
