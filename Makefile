@@ -20,7 +20,7 @@ SPACE ?= search_spaces/lenet.yaml
 WORKERS ?= 1
 ARGS ?=
 
-.PHONY: help install search test bench report ui tensorboard clean
+.PHONY: help install search test bench report ui tensorboard docs docs-serve clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,5 +54,17 @@ ui: $(STAMP) ## browse every run: mlflow ui on the project's store; prints the l
 tensorboard: $(STAMP) ## watch trials: tensorboard --logdir logs
 	$(BIN)/tensorboard --logdir logs --host 127.0.0.1 --port 6006
 
-clean: ## delete generated reports (keeps reports/figures/, mlflow.db, mlruns/ and logs/)
-	find reports -mindepth 1 -maxdepth 1 -type d ! -name figures -exec rm -rf {} +
+# The docs extra (mkdocs-material) goes into the same .venv, on top of the flavour's stamp.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS),docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP) ## build the documentation site into site/ (mkdocs build --strict: a broken link fails)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP) ## serve the documentation on http://127.0.0.1:8000, rebuilt on every edit
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+clean: ## delete generated reports (keeps mlflow.db, mlruns/ and logs/)
+	find reports -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +

@@ -136,8 +136,8 @@ def cmd_report(args) -> int:
     from .tracking import check_store
 
     check_folder("--out", args.out)
-    if args.readme and not Path(args.readme).is_file():
-        raise UsageError(f"--readme {args.readme}: no such file; give the README whose findings blocks to fill")
+    if args.results and not Path(args.results).is_file():
+        raise UsageError(f"--results {args.results}: no such file; give the page whose findings blocks to fill")
     check_store(must_exist=True)
     studies = args.studies or list_studies()
     if not studies:
@@ -148,13 +148,14 @@ def cmd_report(args) -> int:
         runs = load_study(study)  # once: the report and its notebooks share it
         out = write_report(study, out_root=args.out, runs=runs)
         print(f"{study}: wrote {out}/report.md and report.html")
-        if args.readme:
-            from .report import include_in_readme, readme_markers
+        if args.results:
+            from .report import findings_markers, include_findings
 
-            if include_in_readme(args.readme, study, out, Path(args.out) / "figures"):
-                print(f"{study}: findings copied into {args.readme}")
+            # The figures go beside the page (docs/figures/), where the docs site serves them.
+            if include_findings(args.results, study, out, Path(args.results).parent / "figures"):
+                print(f"{study}: findings copied into {args.results}")
             else:
-                print(f"{study}: {args.readme} has no {readme_markers(study)[0]} block; its findings stay in "
+                print(f"{study}: {args.results} has no {findings_markers(study)[0]} block; its findings stay in "
                       f"{out}/report.md")
         if not args.no_notebooks:
             for path in run_notebooks(study, out_root=args.out, runs=runs):
@@ -257,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("studies", nargs="*", help="study names (default: every study in the store)")
     s.add_argument("--out", default="reports")
     s.add_argument("--no-notebooks", action="store_true")
-    s.add_argument("--readme", metavar="FILE", help="also copy each study's Findings into FILE, between its "
-                   "<!-- findings: STUDY --> and <!-- /findings: STUDY --> lines")
+    s.add_argument("--results", metavar="FILE", help="also copy each study's Findings into FILE (docs/results.md), "
+                   "between its <!-- findings: STUDY --> and <!-- /findings: STUDY --> lines, and the figures they "
+                   "link into figures/ beside FILE")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("ui", help="print the latest study's runs link, then serve the MLflow UI on the store")

@@ -275,8 +275,8 @@ def test_a_log_dir_or_report_folder_that_is_a_file(here, capsys):
         "(it is made if missing)")
     assert one_line_error(capsys, "report", "--out", str(afile)) == (
         f"lenet-study: error: --out {afile}: a file, not a folder; give a folder (it is made if missing)")
-    assert one_line_error(capsys, "report", "--readme", str(here / "READ.md")) == (
-        f"lenet-study: error: --readme {here / 'READ.md'}: no such file; give the README whose findings blocks "
+    assert one_line_error(capsys, "report", "--results", str(here / "RESULTS.md")) == (
+        f"lenet-study: error: --results {here / 'RESULTS.md'}: no such file; give the page whose findings blocks "
         "to fill")
     nothing_created(here)
     assert afile.read_text() == "mine"

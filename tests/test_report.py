@@ -810,29 +810,45 @@ def test_findings_of_documented_variants(doc):
     assert "ahead of d2l-sigmoid" in top and "against subclass-relu: no measurable difference at n = 2" in top
 
 
-def test_report_opens_with_findings_and_the_readme_copies_them(ablation_store, tmp_path):
+def test_report_opens_with_findings_and_the_results_page_copies_them(ablation_store, tmp_path):
     out = report.write_report("ablation", out_root=tmp_path / "reports", tracking_uri=ablation_store.uri,
                               log_to_mlflow=False)
     md = (out / "report.md").read_text()
     assert md.index("## Findings") < md.index("trials") < md.index("## Effects")
     assert "lowers test accuracy by 1.10 points" in md and "(figure: `effects.png`)" in md
-    readme = tmp_path / "README.md"
-    start, end = report.readme_markers("ablation")
-    readme.write_text(f"# Project\n\nintro\n\n{start}\nold words typed by hand\n{end}\n\ntail\n")
-    assert report.include_in_readme(readme, "ablation", out)
-    text = readme.read_text()
-    assert "old words" not in text and text.startswith("# Project\n\nintro\n\n") and text.endswith("\n\ntail\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    page = docs / "results.md"
+    start, end = report.findings_markers("ablation")
+    page.write_text(f"# Results\n\nintro\n\n{start}\nold words typed by hand\n{end}\n\ntail\n")
+    assert report.include_findings(page, "ablation", out)
+    text = page.read_text()
+    assert "old words" not in text and text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\ntail\n")
     block = text.split(start)[1].split(end)[0]
     assert "**activation=sigmoid** lowers test accuracy by 1.10 points" in block
     assert "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 |" in block  # the effects table
-    assert "](reports/ablation/effects.png)" in block  # figure links made relative to the README
-    # with a figures folder (the one git keeps), the figures are copied there, named after the study
-    assert report.include_in_readme(readme, "ablation", out, tmp_path / "reports" / "figures")
-    assert "](reports/figures/ablation_effects.png)" in readme.read_text()
-    assert (tmp_path / "reports" / "figures" / "ablation_effects.png").read_bytes() == (out / "effects.png").read_bytes()
-    assert report.include_in_readme(readme, "ablation", out)
-    # again: the block is replaced, not duplicated; a README without the study's block is left alone
-    assert report.include_in_readme(readme, "ablation", out) and readme.read_text() == text
+    assert "](../reports/ablation/effects.png)" in block  # figure links made relative to the page
+    # with a figures folder beside the page (what the docs site serves), the figures are copied there, named
+    # after the study
+    assert report.include_findings(page, "ablation", out, docs / "figures")
+    assert "](figures/ablation_effects.png)" in page.read_text()
+    assert (docs / "figures" / "ablation_effects.png").read_bytes() == (out / "effects.png").read_bytes()
+    assert report.include_findings(page, "ablation", out)
+    # again: the block is replaced, not duplicated; a page without the study's block is left alone
+    assert report.include_findings(page, "ablation", out) and page.read_text() == text
     other = tmp_path / "OTHER.md"
     other.write_text("no blocks here\n")
-    assert not report.include_in_readme(other, "ablation", out) and other.read_text() == "no blocks here\n"
+    assert not report.include_findings(other, "ablation", out) and other.read_text() == "no blocks here\n"
+
+
+def test_the_results_page_names_the_command_from_the_project_root(ablation_store, tmp_path, monkeypatch):
+    out = report.write_report("ablation", out_root=tmp_path / "reports", tracking_uri=ablation_store.uri,
+                              log_to_mlflow=False)
+    (tmp_path / "docs").mkdir()
+    start, end = report.findings_markers("ablation")
+    (tmp_path / "docs" / "results.md").write_text(f"{start}\n{end}\n")
+    monkeypatch.chdir(tmp_path)
+    assert report.include_findings("docs/results.md", "ablation", out, "docs/figures")
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "`lenet-study report ablation --results docs/results.md`" in text
+    assert "](figures/ablation_effects.png)" in text and (tmp_path / "docs" / "figures" / "ablation_effects.png").is_file()

@@ -23,7 +23,7 @@ This module only re-exports, so `from study import report; report.X` works
 for all of them.
 """
 
-from .findings import FINDINGS_SECTION, Finding, findings, findings_markdown, include_in_readme, readme_markers
+from .findings import FINDINGS_SECTION, Finding, findings, findings_markdown, findings_markers, include_findings
 from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
 from .figures import (
     KnobInfo,
@@ -74,7 +74,7 @@ __all__ = [
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
     # issue 11: findings, statistics and effects
-    "FINDINGS_SECTION", "Finding", "findings", "findings_markdown", "include_in_readme", "readme_markers",
+    "FINDINGS_SECTION", "Finding", "findings", "findings_markdown", "findings_markers", "include_findings",
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
     "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
     # issue 11: knob importance

@@ -10,8 +10,9 @@ otherwise it reads "no measurable effect at n = K", never a winner.
 `findings(runs)` returns them in the order report.md shows them: the search's
 answer and its knob importance, an ablation's effects, the documented
 variants' replication and which of their differences are real.
-`findings_markdown` renders them as the report's opening section (the README
-copies that section for the committed studies: `lenet-study report --readme`).
+`findings_markdown` renders them as the report's opening section; `include_findings`
+copies that section into the docs' results page for the committed studies
+(`lenet-study report --results docs/results.md`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from .load import StudyRuns, _missing
 from .tables import replication_table
 
 FINDINGS_SECTION = "Findings"
-# The table of an ablation's report that the README copies beside its findings.
-README_EFFECTS = "### Test accuracy (higher is better)"
+# The table of an ablation's report that the results page copies beside its findings.
+COPIED_EFFECTS = "### Test accuracy (higher is better)"
 # An importance ranking reads "stable" when the first knob is first in at least this share of the resamples.
 STABLE_FIRST = 0.8
 
@@ -217,7 +218,7 @@ def findings(runs: StudyRuns) -> list[Finding]:
 
 def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, heading: str = "##") -> list[str]:
     """The Findings section as Markdown lines: one bullet per finding, naming its figure when the figure is
-    among `figure_names` (None: every figure named); the README's copy turns those names into links."""
+    among `figure_names` (None: every figure named); the results page's copy turns those names into links."""
     items = findings(runs)
     lines = [f"{heading} {FINDINGS_SECTION}", ""]
     if not items:
@@ -231,24 +232,24 @@ def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, he
                     "95% interval includes 0 is reported as no measurable effect, never as a winner.", ""]
 
 
-# --------------------------------------------------------------------------- the README's copy
+# --------------------------------------------------------------------------- the results page's copy
 
 
-def readme_markers(study: str) -> tuple[str, str]:
-    """The comment lines that fence a study's findings in a README."""
+def findings_markers(study: str) -> tuple[str, str]:
+    """The comment lines that fence a study's findings in a Markdown page."""
     return f"<!-- findings: {study} -->", f"<!-- /findings: {study} -->"
 
 
-def include_in_readme(readme: str | Path, study: str, report_dir: str | Path,
-                      figures_dir: str | Path | None = None) -> bool:
+def include_findings(page: str | Path, study: str, report_dir: str | Path,
+                     figures_dir: str | Path | None = None) -> bool:
     """Copy the Findings section of `report_dir`/report.md (and an ablation's effects table on test accuracy)
-    between the README's markers for `study` (`readme_markers`), written atomically. The figures it links are copied to `figures_dir` as
-    "<study>_<figure>" (a folder kept in git, where report folders are not) and linked there, relative to
-    the README; without `figures_dir` the links point into `report_dir`. Returns False, changing nothing,
-    when the README has no such block."""
-    readme, report_dir = Path(readme), Path(report_dir)
-    text = readme.read_text(encoding="utf-8")
-    start, end = readme_markers(study)
+    between the page's markers for `study` (`findings_markers`), written atomically. The figures it links are
+    copied to `figures_dir` as "<study>_<figure>" (a folder kept in git, where report folders are not; beside the
+    page, so that the docs site serves them) and linked there, relative to the page; without `figures_dir` the
+    links point into `report_dir`. Returns False, changing nothing, when the page has no such block."""
+    page, report_dir = Path(page), Path(report_dir)
+    text = page.read_text(encoding="utf-8")
+    start, end = findings_markers(study)
     if start not in text or end not in text or text.index(start) > text.index(end):
         return False
     md = (report_dir / "report.md").read_text(encoding="utf-8")
@@ -258,7 +259,7 @@ def include_in_readme(readme: str | Path, study: str, report_dir: str | Path,
     body = md.split(head, 1)[1].split("\n## ", 1)[0].strip("\n")
     if "\n## Effects\n" in md:  # an ablation: its effects table on test accuracy goes along, under its own heading
         effects = md.split("\n## Effects\n", 1)[1].split("\n## ", 1)[0]
-        table = effects.split(f"\n{README_EFFECTS}\n", 1)[1].split("\n### ", 1)[0] if README_EFFECTS in effects else ""
+        table = effects.split(f"\n{COPIED_EFFECTS}\n", 1)[1].split("\n### ", 1)[0] if COPIED_EFFECTS in effects else ""
         if table.strip():
             body += f"\n\n**Effects on test accuracy** (from the report's Effects section):\n{table.rstrip()}"
 
@@ -272,13 +273,16 @@ def include_in_readme(readme: str | Path, study: str, report_dir: str | Path,
             shutil.copyfile(target, tmp)
             os.replace(tmp, copy)
             target = copy
-        where = os.path.relpath(target.resolve(), readme.resolve().parent).replace(os.sep, "/")
+        where = os.path.relpath(target.resolve(), page.resolve().parent).replace(os.sep, "/")
         return f"([{name}]({where}))"
 
     body = re.sub(r"\(figure: `([^`/:#]+\.png)`\)", relink, body)
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
-    block = f"{start}\n_Generated by `lenet-study report {study} --readme {readme.name}` from the study's runs._\n\n" \
+    # The command as typed from the project root when the page is under it (docs/results.md), else its name.
+    where, here = page.resolve(), Path.cwd().resolve()
+    shown = where.relative_to(here).as_posix() if where.is_relative_to(here) else page.name
+    block = f"{start}\n_Generated by `lenet-study report {study} --results {shown}` from the study's runs._\n\n" \
             f"{body}\n{end}"
-    write_atomic(readme, before + block + after)
+    write_atomic(page, before + block + after)
     return True
