@@ -20,7 +20,7 @@ SPACE ?= search_spaces/lenet.yaml
 WORKERS ?= 1
 ARGS ?=
 
-.PHONY: help install search test bench report ui tensorboard docs docs-serve clean
+.PHONY: help install search test test-all bench report ui tensorboard docs docs-serve clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,8 +39,11 @@ install: $(STAMP) ## build .venv from pyproject.toml (GPU=1: with CUDA for NVIDI
 search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [GPU=1] [ARGS="--max-trials 5"]
 	$(BIN)/lenet-study search $(SPACE) --workers $(WORKERS) $(ARGS)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest -q $(ARGS)
+test: $(STAMP) ## the everyday tests: everything but those marked slow (a few minutes); ARGS="-k name" to pick
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10 $(ARGS)
+
+test-all: $(STAMP) ## every test, the slow ones included (what CI runs)
+	$(BIN)/python -m pytest -q --durations=25 $(ARGS)
 
 bench: $(STAMP) ## benchmarks: tracking and workers by default; ARGS="--only throughput|search|time-to-accuracy|report"; prints figures
 	$(BIN)/lenet-study bench $(ARGS)
