@@ -2,6 +2,7 @@
 fixtures several test files use (a tiny study run into a temporary store, one finished smoke study built
 once per test run that tests read or copy, the runs of a study by role)."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -15,6 +16,37 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_tables_from_a_template(tmp_path_factory):
+    """MLflow builds a new SQLite store's tables by running its Alembic migrations, about 6 s each time
+    (measured here), and the tests make dozens of stores. The first new store's tables are built that way
+    into a template; every later new SQLite store in this process gets a copy of them (SQLite's backup
+    API), the same schema at the same revision. Processes a test starts build their own, as users' do."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry
+
+    original = utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-tables") / "tables.db"
+
+    def initialize(engine):
+        if engine.dialect.name != "sqlite":
+            return original(engine)
+        if not template.exists():
+            original(sqlalchemy.create_engine(f"sqlite:///{template}"))
+        raw = engine.raw_connection()
+        try:
+            with contextlib.closing(sqlite3.connect(template)) as source:
+                source.backup(raw.driver_connection)
+        finally:
+            raw.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_initialize_tables", initialize)
+        patch.setattr(registry, "_initialize_tables", initialize)
+        yield
 
 
 def store_uri(folder: Path) -> str:

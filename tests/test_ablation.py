@@ -220,6 +220,7 @@ def _arm_runs(study_runs, folder: Path, study: str = "tiny"):
     return parents, children
 
 
+@pytest.mark.slow
 def test_a_tiny_ablation_runs_every_arm_with_every_seed_and_resumes_after_an_interruption(
         tmp_path, run_study, study_runs, monkeypatch):
     import study.tuner as tuner_module
@@ -270,6 +271,7 @@ def test_a_tiny_ablation_runs_every_arm_with_every_seed_and_resumes_after_an_int
     assert all(p.info.run_name.startswith("tiny: ablation on mnist-5k") for p in parents)
 
 
+@pytest.mark.slow
 def test_a_tiny_ablation_with_two_workers(tmp_path, study_runs):
     path = _write(tmp_path, TINY, "tiny.yaml")
     env = {k: v for k, v in os.environ.items()

@@ -343,6 +343,7 @@ def test_flags_out_of_range(here, capsys, argv, message):
 # --------------------------------------------------------------------------- train --run reproduces the trial
 
 
+@pytest.mark.slow
 def test_train_run_retrains_a_trial_on_its_studys_data_and_split(tmp_path, run_study, study_runs, monkeypatch,
                                                                   capsys):
     result, _ = run_study(tmp_path)  # smoke: 400 of mnist-5k's digits, val_fraction 0.25, 1 epoch

@@ -15,6 +15,7 @@ from study import tuner
 from study.bench import bench_tracking, run_bench
 
 
+@pytest.mark.slow
 def test_tracking_benchmark_alternates_bare_and_tracked_and_prints_their_ratio():
     args = Namespace(data_dir=None, dataset="mnist-5k", trials=2, epochs=1, train_samples=300, rounds=2,
                      only="tracking")
@@ -48,6 +49,7 @@ def _args(**values) -> Namespace:
     return Namespace(**{**DEFAULTS, **values})
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_counts_the_flops_and_the_same_optimizer_steps_on_every_side():
     from study.bench import bench_throughput
 
@@ -99,6 +101,7 @@ def test_optuna_draws_the_spaces_knobs_with_their_ranges_and_conditions():
     assert optimizers == set(space.knobs["optimizer"]["values"]) and built >= 20
 
 
+@pytest.mark.slow
 def test_search_benchmark_runs_both_searches_and_ends_with_the_quality_line(tmp_path):
     from study.bench import bench_search
 
@@ -121,6 +124,7 @@ def test_search_benchmark_runs_both_searches_and_ends_with_the_quality_line(tmp_
     assert all(re.match(r"\[optuna\] trial \d+ (relu|tanh) (max|avg)pool .* adam .* bs=64 \|", t) for t in optuna_trials)
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path, monkeypatch, run_study):
     from conftest import store_uri
 
@@ -146,6 +150,7 @@ def test_time_to_accuracy_races_a_studys_best_trial_against_the_recipe(tmp_path,
     assert any(line.startswith(f"[lenet-study] run {final_run}: ") for line in lines)
 
 
+@pytest.mark.slow
 def test_report_benchmark_grows_a_real_study_and_times_its_report(tmp_path, monkeypatch, run_study):
     from conftest import store_uri
 
@@ -176,6 +181,7 @@ def test_report_benchmark_grows_a_real_study_and_times_its_report(tmp_path, monk
     assert "report" not in {a.path for a in MlflowClient(uri).list_artifacts(parent)}
 
 
+@pytest.mark.slow
 def test_report_benchmark_stores_read_back_like_their_source_run_by_run_too(tmp_path, run_study):
     from conftest import store_uri
 
@@ -206,7 +212,8 @@ def test_report_benchmark_stores_read_back_like_their_source_run_by_run_too(tmp_
     (["--only", "search", "--budget", "soon"], "argument --budget: invalid float value: 'soon'"),
     (["--only", "throughput", "--rounds", "0"], "--rounds 0: give at least 1"),
     (["--only", "time-to-accuracy", "--threshold", "1.5"], "--threshold 1.5: give a test accuracy in (0, 1]"),
-    (["--only", "time-to-accuracy", "--study", "nothing"], "no search of study 'nothing' chose a best trial"),
+    pytest.param(["--only", "time-to-accuracy", "--study", "nothing"], "no search of study 'nothing' chose a best trial",
+                 marks=pytest.mark.slow),  # it loads the data first
     (["--only", "report", "--sizes", "0,500"], "--sizes 0,500: give trial counts separated by commas, each at least 1"),
     (["--only", "report", "--sizes", "many"], "--sizes many: give trial counts separated by commas"),
 ])

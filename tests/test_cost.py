@@ -90,6 +90,7 @@ def test_the_host_names_this_machine_and_its_cpu():
     assert tags[schema.HOST_CPU].endswith(" cores") and len(tags[schema.HOST_CPU]) > len(" cores")
 
 
+@pytest.mark.slow
 def test_every_trial_and_the_final_run_record_their_cost_and_host(tmp_path, run_study, study_runs):
     from conftest import store_uri
 
@@ -106,6 +107,7 @@ def test_every_trial_and_the_final_run_record_their_cost_and_host(tmp_path, run_
         assert run.data.tags[schema.HOST_CPU] == cost.cpu_model()
 
 
+@pytest.mark.slow
 def test_a_trial_whose_measurement_fails_is_kept(tmp_path, run_study, study_runs, monkeypatch, caplog):
     from conftest import store_uri
 

@@ -109,6 +109,7 @@ def test_describe_devices_names_gpus_where_tensorflow_knows_their_names():
     assert describe_devices(devices[:1], details) == "CPU"
 
 
+@pytest.mark.slow
 def test_a_study_prints_its_devices_first_and_tags_them_on_the_parent_run(tmp_path):
     from mlflow.tracking import MlflowClient
 

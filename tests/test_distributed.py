@@ -34,6 +34,8 @@ from study.parallel.supervise import parse_workers
 from study.search import SearchError
 from study.space import StudySettings, load_space
 
+pytestmark = pytest.mark.slow  # real processes: chief, workers, tracking servers, PostgreSQL
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 STUDY = "dist"

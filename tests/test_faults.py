@@ -144,6 +144,7 @@ def test_the_report_of_a_study_named_dotdot_stays_in_reports(finished, tmp_path)
 # --------------------------------------------------------------------------- --fresh
 
 
+@pytest.mark.slow
 def test_fresh_starts_the_study_over_and_removes_nothing_else(finished, tmp_path, monkeypatch, capsys):
     folder = copy_study(finished, tmp_path / "copy")
     enter(folder, monkeypatch)
@@ -237,6 +238,7 @@ def test_a_full_disk_stops_the_study_in_one_line_and_the_same_command_resumes_it
     assert {p.name for p in (work / "logs" / ".keras-tuner").iterdir()} == {"smoke"}  # the lock is gone
 
 
+@pytest.mark.slow
 def test_no_trial_starts_on_a_device_with_almost_no_space_left(work, monkeypatch, capsys):
     shutil.copy(SMOKE, work / "smoke.yaml")
     real = shutil.disk_usage

@@ -122,6 +122,7 @@ def test_an_unreachable_server_is_retried_for_the_budget_then_told_in_one_line(m
 # --------------------------------------------------------------------------- the store away during a study
 
 
+@pytest.mark.slow
 def test_a_store_away_briefly_is_retried_and_nothing_is_lost(tmp_path, monkeypatch, faults, run_study, study_runs,
                                                              caplog):
     monkeypatch.setattr(mlflow_store, "STORE_RETRY_S", 10.0)
@@ -136,6 +137,7 @@ def test_a_store_away_briefly_is_retried_and_nothing_is_lost(tmp_path, monkeypat
     assert "Traceback" not in caplog.text and "SQLAlchemy database error" not in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nth", [1, 2], ids=["first-trial", "second-trial"])
 def test_a_store_away_for_longer_stops_in_one_line_and_the_resume_runs_each_trial_once(
         nth, tmp_path, monkeypatch, faults, capsys, study_runs):
@@ -186,8 +188,13 @@ def damage(path: Path, how: str) -> None:
 HOW = ["missing", "empty", "truncated"]
 
 
-@pytest.mark.parametrize("how", HOW)
-@pytest.mark.parametrize("name", ["oracle.json", "tuner0.json", "trial_1/trial.json"])
+# Each file once in the everyday tier (the damage each is most likely to suffer); every other pair in test-all.
+EVERYDAY = {("oracle.json", "truncated"), ("tuner0.json", "missing"), ("trial_1/trial.json", "truncated")}
+
+
+@pytest.mark.parametrize("name, how", [
+    pytest.param(name, how, marks=() if (name, how) in EVERYDAY else pytest.mark.slow, id=f"{name}-{how}")
+    for name in ("oracle.json", "tuner0.json", "trial_1/trial.json") for how in HOW])
 def test_a_damaged_tuner_file_is_rebuilt_from_the_store(name, how, copy_of, run_study, study_runs):
     folder, _ = copy_of
     damage(folder / "logs" / ".keras-tuner" / "smoke" / name, how)
@@ -204,6 +211,7 @@ def test_a_damaged_tuner_file_is_rebuilt_from_the_store(name, how, copy_of, run_
     assert any("resuming: 2 trial(s) already finished are kept" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_an_oracle_and_a_trial_file_both_damaged_are_rebuilt(copy_of, run_study, study_runs):
     folder, _ = copy_of
     state = folder / "logs" / ".keras-tuner" / "smoke"

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from study.quiet import LineFilter, is_startup_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +74,7 @@ def _cli(*args, timeout=180):
     return _python("import sys; from study.cli import main; sys.exit(main(sys.argv[1:]))", *args, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_command_that_builds_a_model_prints_no_start_up_lines():
     result = _cli("variants", "small-kernel")
     assert result.returncode == 0, result.stderr.decode()
@@ -120,6 +123,7 @@ def test_what_a_dying_process_writes_last_still_gets_out():
     assert result.stderr == b"F0000 00:00:1.5 1 op_kernel.cc:1] Check failed: x\n"
 
 
+@pytest.mark.slow
 def test_a_partial_line_shows_up_before_its_end():
     """Progress written without a newline appears while the process still runs."""
     code = ("import os, sys, time\nfrom study.quiet import QuietStartup\nQuietStartup().start()\n"

@@ -765,6 +765,7 @@ def _kernel_children() -> set[str]:
     return out
 
 
+@pytest.mark.slow
 def test_run_notebooks_against_the_store(store, tmp_path):
     before = _kernel_children()
     paths = report.run_notebooks("documented", out_root=tmp_path, tracking_uri=store.uri)

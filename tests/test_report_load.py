@@ -101,6 +101,7 @@ def test_a_store_that_is_not_a_database_is_read_through_the_client():
     assert not bulk.is_database("http://10.0.0.1:5000") and not bulk.is_database("file:///tmp/mlruns")
 
 
+@pytest.mark.slow
 def test_the_notebooks_reuse_the_loaded_study_and_never_read_the_store_again(store, tmp_path):
     shutil.copy(store.root / "mlflow.db", tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -198,6 +198,7 @@ def test_make_ui_prints_the_latest_studys_runs_link(smoke, monkeypatch, capsys, 
     assert capsys.readouterr().out.startswith("no study in sqlite:///")
 
 
+@pytest.mark.slow
 def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, runs_by_role):
     run_study(tmp_path)
     client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
@@ -243,6 +244,7 @@ def test_resume_runs_only_new_trials_and_marks_killed_runs(tmp_path, run_study, 
     assert str(champion.version) == "3" and champion.tags[schema.SEARCH_ID] == newest.data.tags[schema.SEARCH_ID]
 
 
+@pytest.mark.slow
 def test_nan_and_impossible_trials_are_recorded_as_failed_and_the_study_goes_on(tmp_path, run_study, runs_by_role):
     space_file = tmp_path / "faults.yaml"
     space_file.write_text(
@@ -281,6 +283,7 @@ def test_search_command_gives_one_line_errors(tmp_path, capsys, monkeypatch):
     assert not glob.glob(str(tmp_path / "mlflow.db"))  # nothing was started
 
 
+@pytest.mark.slow
 def test_hyperband_trials_record_their_budget_and_continuations(tmp_path, run_study, runs_by_role):
     run_study(tmp_path, tuner="hyperband", epochs=2, hyperband_factor=2, patience=0, max_trials=10, seed=1)
     client, children = runs_by_role(tmp_path, "smoke", schema.ROLE_TRIAL)
@@ -298,6 +301,7 @@ def test_hyperband_trials_record_their_budget_and_continuations(tmp_path, run_st
         assert steps == list(range(start, int(child.data.params["tuner/epochs"])))
 
 
+@pytest.mark.slow
 def test_trials_run_with_the_long_lived_objects_frozen_and_the_collector_restored(tmp_path, monkeypatch, run_study):
     import gc
 
@@ -345,6 +349,7 @@ start_with:
 """
 
 
+@pytest.mark.slow
 def test_start_with_a_chance_stop_and_a_final_run(tmp_path, run_study, runs_by_role):
     space_file = tmp_path / "modern.yaml"
     space_file.write_text(MODERN)
@@ -417,6 +422,7 @@ def test_time_left_is_counted_in_the_epochs_the_plan_still_holds(monkeypatch):
     assert plan[:9] == [1] * 9 and plan[9:12] == [2] * 3 and plan[12] == 6 and plan[-3:] == [9] * 3
 
 
+@pytest.mark.slow
 def test_the_oracle_skips_configurations_that_make_no_lenet(tmp_path, run_study, runs_by_role):
     space_file = tmp_path / "shapes.yaml"
     space_file.write_text("study:\n  dataset: mnist-5k\n  train_samples: 300\n  tuner: random\n  max_trials: 3\n"
