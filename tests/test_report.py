@@ -380,14 +380,24 @@ T_975_4 = 2.776  # 4 degrees of freedom (5 seeds)
 T_975_3 = 3.182  # 3 degrees of freedom (4 seeds)
 
 
+def _logit_t(mean: float, half: float) -> tuple[float, float]:
+    """A t interval mean ± half of an accuracy on the logit scale (the delta method), mapped back to [0, 1]."""
+    centre, spread = math.log(mean / (1 - mean)), half / (mean * (1 - mean))
+    return 1 / (1 + math.exp(spread - centre)), 1 / (1 + math.exp(-spread - centre))
+
+
 def test_replication_table_intervals(doc):
     table = report.replication_table(doc).set_index("variant")
-    # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015
+    # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015.
+    # An accuracy's interval is the t interval on the logit scale, inside [0, 1] (with 1 df the t interval of
+    # tf2-classic runs to 0.9987, and d2l-sigmoid's 0.78 ± 0.127 becomes asymmetric)
     for name, mean, se in (("tf2-classic", 0.986, 0.001), ("subclass-relu", 0.9775, 0.0015), ("d2l-sigmoid", 0.78, 0.01)):
         r = table.loc[name]
-        assert r["test_ci_low"] == pytest.approx(mean - T_975_1 * se, abs=1e-5)
-        assert r["test_ci_high"] == pytest.approx(mean + T_975_1 * se, abs=1e-5)
-        assert r["test_ci_method"] == "t (df = 1)" and r["val_ci_low"] < r["val_mean"] < r["val_ci_high"]
+        low, high = _logit_t(mean, T_975_1 * se)
+        assert r["test_ci_low"] == pytest.approx(low, abs=1e-5) and r["test_ci_high"] == pytest.approx(high, abs=1e-5)
+        assert 0 < r["test_ci_low"] < mean < r["test_ci_high"] < 1
+        assert r["test_ci_method"] == "t on the logit scale (df = 1)"
+        assert r["val_ci_low"] < r["val_mean"] < r["val_ci_high"]
     assert table.loc["tf2-classic", "claim_in_ci"] is True and table.loc["subclass-relu", "claim_in_ci"] is True
     assert table.loc["d2l-sigmoid", "claim_in_ci"] is None  # a Fashion-MNIST claim is never set against MNIST
 
@@ -411,8 +421,9 @@ def test_replication_claim_outside_a_tight_interval(doc):
     r = report.replication_table(runs).set_index("variant").loc["tf2-classic"]
     # 0.9810, 0.9790, 0.9795, 0.9805, 0.9800: mean 0.98, sample sd 0.00079057, se 0.00035355
     assert r["n"] == 5 and r["seeds"] == "0,1,2,3,4" and r["test_mean"] == pytest.approx(0.98)
-    assert r["test_ci_high"] == pytest.approx(0.98 + T_975_4 * 0.00035355, abs=2e-6)
-    assert r["test_ci_method"] == "t (df = 4)"
+    assert r["test_ci_high"] == pytest.approx(_logit_t(0.98, T_975_4 * 0.00035355)[1], abs=2e-6)
+    assert r["test_ci_high"] == pytest.approx(0.98 + T_975_4 * 0.00035355, abs=3e-5)  # close to the t interval
+    assert r["test_ci_method"] == "t on the logit scale (df = 4)"
     assert r["claim_in_ci"] is False and r["difference"] == pytest.approx(0.98 - 0.9876)
 
 
@@ -543,10 +554,10 @@ def test_write_report_documented_study(store, tmp_path):
     assert "reported figure vs measured TEST accuracy" in md and "de facto test/held-out" in md
     assert "| tf2-classic | mnist | 2 | 0,1 | 0.9876 |" in md
     # test mean [95% t interval over 2 seeds: 0.986 ± 12.706 x 0.001], the claim 0.9876 inside it, difference
-    assert "| 0.9860 [0.9733, 0.9987] | yes | -0.0016 |" in md
+    assert "| 0.9860 [0.9656, 0.9944] | yes | -0.0016 |" in md  # the t interval on the logit scale
     # d2l-sigmoid's figure is about Fashion-MNIST: shown with its dataset, no difference against MNIST.
     assert "| d2l-sigmoid | mnist | 2 (+1 failed) | 0,1 | (0.7966 on fashion_mnist) |" in md
-    assert "| 0.7800 [0.6529, 0.9071] | — | — |" in md  # not compared: no "inside", no difference
+    assert "| 0.7800 [0.6284, 0.8814] | — | — |" in md  # not compared: no "inside", no difference
     assert "2 (+1 failed)" in md and "(variant_learning_curves.png)" in md
     assert "report.md" not in _artifacts(store, store.runs["doc"])  # log_to_mlflow=False
 
@@ -563,9 +574,8 @@ def test_variant_figures_show_every_variant(doc):
     validation, test = [c for c in ax.containers if isinstance(c, BarContainer)]
     test_bars = test.errorbar.lines[2][0].get_segments()
     np.testing.assert_allclose([seg[:, 1] for seg in test_bars],
-                               [[0.986 - T_975_1 * 0.001, 0.986 + T_975_1 * 0.001],
-                                [0.9775 - T_975_1 * 0.0015, 0.9775 + T_975_1 * 0.0015],
-                                [0.78 - T_975_1 * 0.01, 0.78 + T_975_1 * 0.01]], atol=1e-5)
+                               [_logit_t(0.986, T_975_1 * 0.001), _logit_t(0.9775, T_975_1 * 0.0015),
+                                _logit_t(0.78, T_975_1 * 0.01)], atol=1e-5)
     assert "error bars: 95% CI of the mean" in ax.get_title()
     # Claims are drawn only beside measurements on their own dataset: tf2-classic and subclass-relu
     # (MNIST figures), not d2l-sigmoid's Fashion-MNIST 0.7966; the title says what was left out.

@@ -122,3 +122,42 @@ def test_bootstrap_only_for_many_values_far_from_normal():
     normal = paired_difference(base + rng.normal(0.003, 0.001, 20), base)
     assert normal.method == "paired t (df = 19)" and normal.excludes_zero
     assert stats.BOOTSTRAP_MIN_N == 10 and stats.NORMALITY_ALPHA == 0.05
+
+
+# --------------------------------------------------------------------------- intervals of bounded values
+
+
+def test_accuracy_means_keep_their_interval_inside_0_and_1():
+    # three SGD trials at 0.11-0.72: the t interval runs from -0.32 to 1.21, which says nothing
+    values = [0.11, 0.50, 0.72]
+    plain = mean_interval(values)
+    assert plain.low < 0 and plain.high > 1
+    r = mean_interval(values, bounds=stats.ACCURACY_BOUNDS)
+    assert r.method == "t on the logit scale (df = 2)" and r.estimate == pytest.approx(0.443333)
+    # by hand: the t half-width 4.303 x 0.30892 / sqrt(3) = 0.76753 over p(1 - p) = 0.24679 on the logit scale
+    centre, half = math.log(0.443333 / 0.556667), 4.3027 * 0.308923 / math.sqrt(3) / (0.443333 * 0.556667)
+    assert r.low == pytest.approx(1 / (1 + math.exp(-(centre - half))), abs=1e-4)
+    assert r.high == pytest.approx(1 / (1 + math.exp(-(centre + half))), abs=1e-4)
+    assert 0 < r.low < r.estimate < r.high < 1
+    # tight accuracies: the same as the t interval, to within a small fraction of its width
+    tight = [0.9810, 0.9790, 0.9795, 0.9805, 0.9800]
+    t, logit = mean_interval(tight), mean_interval(tight, bounds=(0, 1))
+    assert logit.low == pytest.approx(t.low, abs=0.03 * (t.high - t.low))
+    assert logit.high == pytest.approx(t.high, abs=0.03 * (t.high - t.low))
+    assert mean_interval([0.98, 0.98], bounds=(0, 1)).low == pytest.approx(0.98)  # no spread
+    assert not mean_interval([0.98], bounds=(0, 1)).has_interval
+    with pytest.raises(ValueError, match="outside the bounds"):
+        mean_interval([0.5, 1.2], bounds=(0, 1))
+
+
+@pytest.mark.parametrize("a,b", [(2.0, 2.0), (98.0, 2.0)])
+def test_bounded_interval_covers_the_true_mean_by_simulation(a, b):
+    """Three accuracies per study from Beta(a, b) (spread out like the SGD trials, or near the top): the
+    logit-scale interval covers the true mean 93-97% of the time and never leaves [0, 1]."""
+    rng = np.random.default_rng(7)
+    samples = rng.beta(a, b, (2000, 3))
+    true = a / (a + b)
+    found = [mean_interval(x, bounds=(0, 1)) for x in samples]
+    low, high = np.array([r.low for r in found]), np.array([r.high for r in found])
+    assert 0.93 <= np.mean((low <= true) & (true <= high)) <= 0.97
+    assert (low >= 0).all() and (high <= 1).all()

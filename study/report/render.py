@@ -180,7 +180,8 @@ def _replication_section(runs: StudyRuns) -> list[str]:
         "### Replication: reported figure vs measured TEST accuracy", "",
         "The tutorials' figures are de facto test/held-out figures, so they are set beside the measured "
         "**test** accuracy: the mean over seed replicates with its 95% confidence interval (a t interval over "
-        "the seeds, none with one seed; `interval` names the method), and whether the tutorial's figure falls "
+        "the seeds taken on the logit scale, so that it stays between 0 and 100% however few and spread out the "
+        "seeds are; none with one seed; `interval` names the method), and whether the tutorial's figure falls "
         "inside that interval. Difference = measured test mean − reported. Both only where the variant ran on "
         "the dataset its tutorial measured (a figure about another dataset is shown in parentheses with that "
         "dataset, and not compared). "
