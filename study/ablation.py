@@ -118,7 +118,8 @@ class Ablation:
             f"  study: dataset={s.dataset} epochs={s.epochs} seed={s.seed} "
             f"val_fraction={s.val_fraction} executions_per_trial={s.executions_per_trial}"
             + (f" train_samples={s.train_samples}" if s.train_samples else "")
-            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else ""),
+            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
+            + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else ""),
         ]
         return "\n".join(lines)
 

@@ -7,8 +7,9 @@ parent run per `search` invocation, one nested child run per keras-tuner trial.
 Parent run (tag ROLE = ROLE_STUDY):
   params  the study's settings (StudySettings.to_params: dataset, tuner, max_trials, epochs,
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
-          test_eval, stop_at_chance, final_epochs, kind ("search" or "ablation"), seeds), plus OBJECTIVE_PARAM, SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with
-          workers WORKERS_PARAM, THREADS_PARAM
+          test_eval, stop_at_chance, final_epochs, kind ("search" or "ablation"), seeds,
+          equivalence_margin (percentage points, "None" when not declared)), plus OBJECTIVE_PARAM,
+          SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with workers WORKERS_PARAM, THREADS_PARAM
   tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
           DATA_PREFIX + <name|resolved|source|n_train|n_test|digest|note>,
           after the search BEST_TRIAL_ID, BEST_TRIAL_RUN_ID; with workers LAUNCH_ID, ORACLE

@@ -93,6 +93,9 @@ class StudySettings:
     final_epochs: int = 0  # after the search, train the best configuration this many epochs (its own run); 0 = off
     kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py)
     seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1
+    # Differences in accuracy within ± this many percentage points count as equivalent (0.2: ±0.2 pp), tested
+    # by the reports (two one-sided tests) on every paired effect; declared before the study. None: no margin.
+    equivalence_margin: float | None = None
     description: str = ""
 
     def override(self, **changes: Any) -> "StudySettings":
@@ -189,6 +192,7 @@ class Space:
             + (f" train_samples={s.train_samples}" if s.train_samples else "")
             + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
             + (f" final_epochs={s.final_epochs}" if s.final_epochs else "")
+            + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else "")
         )
         for i, entry in enumerate(self.start_with):
             lines.append(f"  start_with[{i}]: " + " ".join(f"{k}={_hp_value_text(v)}" for k, v in entry.items()))
@@ -394,6 +398,10 @@ def _check_settings(s: StudySettings, where: str) -> None:
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= epochs.high:
             bad(key, f"need an integer, 0 (off) to {epochs.high}")
+    margin = s.equivalence_margin
+    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 < margin < 100):
+        bad("equivalence_margin", "need a number of percentage points of accuracy above 0 and below 100 "
+            "(0.2 means differences within ±0.2 pp are equivalent), or leave it out")
 
 
 def _spec_values(spec: dict) -> list:

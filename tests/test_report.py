@@ -380,14 +380,24 @@ T_975_4 = 2.776  # 4 degrees of freedom (5 seeds)
 T_975_3 = 3.182  # 3 degrees of freedom (4 seeds)
 
 
+def _logit_t(mean: float, half: float) -> tuple[float, float]:
+    """A t interval mean ± half of an accuracy on the logit scale (the delta method), mapped back to [0, 1]."""
+    centre, spread = math.log(mean / (1 - mean)), half / (mean * (1 - mean))
+    return 1 / (1 + math.exp(spread - centre)), 1 / (1 + math.exp(-spread - centre))
+
+
 def test_replication_table_intervals(doc):
     table = report.replication_table(doc).set_index("variant")
-    # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015
+    # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015.
+    # An accuracy's interval is the t interval on the logit scale, inside [0, 1] (with 1 df the t interval of
+    # tf2-classic runs to 0.9987, and d2l-sigmoid's 0.78 ± 0.127 becomes asymmetric)
     for name, mean, se in (("tf2-classic", 0.986, 0.001), ("subclass-relu", 0.9775, 0.0015), ("d2l-sigmoid", 0.78, 0.01)):
         r = table.loc[name]
-        assert r["test_ci_low"] == pytest.approx(mean - T_975_1 * se, abs=1e-5)
-        assert r["test_ci_high"] == pytest.approx(mean + T_975_1 * se, abs=1e-5)
-        assert r["test_ci_method"] == "t (df = 1)" and r["val_ci_low"] < r["val_mean"] < r["val_ci_high"]
+        low, high = _logit_t(mean, T_975_1 * se)
+        assert r["test_ci_low"] == pytest.approx(low, abs=1e-5) and r["test_ci_high"] == pytest.approx(high, abs=1e-5)
+        assert 0 < r["test_ci_low"] < mean < r["test_ci_high"] < 1
+        assert r["test_ci_method"] == "t on the logit scale (df = 1)"
+        assert r["val_ci_low"] < r["val_mean"] < r["val_ci_high"]
     assert table.loc["tf2-classic", "claim_in_ci"] is True and table.loc["subclass-relu", "claim_in_ci"] is True
     assert table.loc["d2l-sigmoid", "claim_in_ci"] is None  # a Fashion-MNIST claim is never set against MNIST
 
@@ -411,8 +421,9 @@ def test_replication_claim_outside_a_tight_interval(doc):
     r = report.replication_table(runs).set_index("variant").loc["tf2-classic"]
     # 0.9810, 0.9790, 0.9795, 0.9805, 0.9800: mean 0.98, sample sd 0.00079057, se 0.00035355
     assert r["n"] == 5 and r["seeds"] == "0,1,2,3,4" and r["test_mean"] == pytest.approx(0.98)
-    assert r["test_ci_high"] == pytest.approx(0.98 + T_975_4 * 0.00035355, abs=2e-6)
-    assert r["test_ci_method"] == "t (df = 4)"
+    assert r["test_ci_high"] == pytest.approx(_logit_t(0.98, T_975_4 * 0.00035355)[1], abs=2e-6)
+    assert r["test_ci_high"] == pytest.approx(0.98 + T_975_4 * 0.00035355, abs=3e-5)  # close to the t interval
+    assert r["test_ci_method"] == "t on the logit scale (df = 4)"
     assert r["claim_in_ci"] is False and r["difference"] == pytest.approx(0.98 - 0.9876)
 
 
@@ -425,12 +436,16 @@ def test_variant_differences_by_hand(doc):
     close = table.loc[("tf2-classic", "subclass-relu")]
     assert close["difference"] == pytest.approx(0.0085) and close["n"] == 2 and close["seeds"] == "0,1"
     assert close["ci_low"] == pytest.approx(0.0085 - T_975_1 * 0.0025, abs=1e-5)
-    assert close["verdict"] == "no measurable effect at n = 2" and not close["real"] and not close["real_all_pairs"]
+    assert not close["real"] and not close["real_all_pairs"] and close["outcome"] == "inconclusive"
+    # its MDE: 11.55 SDs at n = 2 (80% power, 5% two-sided) x the SD of 0.006, 0.011 (0.0035355) = 4.08 pp
+    assert close["mde"] == pytest.approx(11.5499 * 0.0035355, rel=1e-4) and close["sd"] == pytest.approx(0.0035355, rel=1e-4)
+    assert close["verdict"] == "inconclusive: an effect up to 4.08 pp could hide at n = 2"
+    assert math.isnan(close["margin"]) and close["equivalent"] is None  # the study declared no margin
     # tf2-classic − d2l-sigmoid: 0.215, 0.197: mean 0.206, se 0.009: real at 95%; at the Bonferroni level for
     # 3 pairs (confidence 1 − 0.05/3) t with 1 df is tan(pi (0.99167 − 0.5)) = 38.19: 0.206 ± 0.344 includes 0
     far = table.loc[("tf2-classic", "d2l-sigmoid")]
     assert far["difference"] == pytest.approx(0.206) and far["ci_high"] == pytest.approx(0.206 + T_975_1 * 0.009, abs=1e-5)
-    assert far["real"] and far["verdict"] == "better"
+    assert far["real"] and far["verdict"] == "better" and far["outcome"] == "better"
     t_strict = math.tan(math.pi * (1 - 0.05 / 3 / 2 - 0.5))
     assert 0.206 - t_strict * 0.009 < 0 and not far["real_all_pairs"]
     assert report.variant_differences(report.load_study("lenet", doc.tracking_uri)).empty
@@ -543,10 +558,10 @@ def test_write_report_documented_study(store, tmp_path):
     assert "reported figure vs measured TEST accuracy" in md and "de facto test/held-out" in md
     assert "| tf2-classic | mnist | 2 | 0,1 | 0.9876 |" in md
     # test mean [95% t interval over 2 seeds: 0.986 ± 12.706 x 0.001], the claim 0.9876 inside it, difference
-    assert "| 0.9860 [0.9733, 0.9987] | yes | -0.0016 |" in md
+    assert "| 0.9860 [0.9656, 0.9944] | yes | -0.0016 |" in md  # the t interval on the logit scale
     # d2l-sigmoid's figure is about Fashion-MNIST: shown with its dataset, no difference against MNIST.
     assert "| d2l-sigmoid | mnist | 2 (+1 failed) | 0,1 | (0.7966 on fashion_mnist) |" in md
-    assert "| 0.7800 [0.6529, 0.9071] | — | — |" in md  # not compared: no "inside", no difference
+    assert "| 0.7800 [0.6284, 0.8814] | — | — |" in md  # not compared: no "inside", no difference
     assert "2 (+1 failed)" in md and "(variant_learning_curves.png)" in md
     assert "report.md" not in _artifacts(store, store.runs["doc"])  # log_to_mlflow=False
 
@@ -563,9 +578,8 @@ def test_variant_figures_show_every_variant(doc):
     validation, test = [c for c in ax.containers if isinstance(c, BarContainer)]
     test_bars = test.errorbar.lines[2][0].get_segments()
     np.testing.assert_allclose([seg[:, 1] for seg in test_bars],
-                               [[0.986 - T_975_1 * 0.001, 0.986 + T_975_1 * 0.001],
-                                [0.9775 - T_975_1 * 0.0015, 0.9775 + T_975_1 * 0.0015],
-                                [0.78 - T_975_1 * 0.01, 0.78 + T_975_1 * 0.01]], atol=1e-5)
+                               [_logit_t(0.986, T_975_1 * 0.001), _logit_t(0.9775, T_975_1 * 0.0015),
+                                _logit_t(0.78, T_975_1 * 0.01)], atol=1e-5)
     assert "error bars: 95% CI of the mean" in ax.get_title()
     # Claims are drawn only beside measurements on their own dataset: tf2-classic and subclass-relu
     # (MNIST figures), not d2l-sigmoid's Fashion-MNIST 0.7966; the title says what was left out.
@@ -649,16 +663,21 @@ def test_effects_table_by_hand(ablation):
     assert r["value"] == "sigmoid" and r["baseline_mean"] == pytest.approx(np.mean(ABLATION_BASE))
     assert r["arm_mean"] - r["baseline_mean"] == pytest.approx(r["difference"])
     assert table.loc[("activation=sigmoid", "best_val_accuracy"), "difference"] == pytest.approx(-0.011)
-    # its time differences 1, −1, 0, 2, −2 s are symmetric around 0: no measurable effect
-    assert table.loc[("activation=sigmoid", "wall_time_s"), "verdict"] == "no measurable effect at n = 5"
-    # a knob with no effect: differences symmetric around 0, the interval includes 0
+    # its time differences 1, −1, 0, 2, −2 s are symmetric around 0 (sd 1.5811 s): the interval includes 0,
+    # and an effect of 1.682 x 1.5811 = 2.7 s (the MDE at n = 5) could hide in it
+    time = table.loc[("activation=sigmoid", "wall_time_s")]
+    assert time["mde"] == pytest.approx(1.6820 * 1.5811, rel=1e-4)
+    assert time["verdict"] == "inconclusive: an effect up to 2.7 s could hide at n = 5" and math.isnan(time["margin"])
+    # a knob with no effect: differences symmetric around 0 (sd 0.0031623), the interval includes 0; no margin
+    # declared, so never "no effect": inconclusive, with the MDE 1.682 x 0.0031623 = 0.53 pp
     r = table.loc[("pooling=avg", "test_accuracy")]
     assert r["difference"] == pytest.approx(0.0, abs=1e-12) and r["ci_low"] < 0 < r["ci_high"]
-    assert r["verdict"] == "no measurable effect at n = 5"
-    # an identical time at every seed: zero spread, interval [0, 0], still no effect (and no NaN)
+    assert r["verdict"] == "inconclusive: an effect up to 0.53 pp could hide at n = 5" and r["outcome"] == "inconclusive"
+    assert r["sd"] == pytest.approx(0.0031623, rel=1e-4) and r["equivalent"] is None and math.isnan(r["tost_p"])
+    # an identical time at every seed: zero spread, interval [0, 0], MDE 0 (and no NaN)
     same = table.loc[("pooling=avg", "wall_time_s")]
     assert same["ci_low"] == same["ci_high"] == pytest.approx(0.0, abs=1e-9) and "zero spread" in same["method"]
-    assert same["verdict"] == "no measurable effect at n = 5"
+    assert same["verdict"] == "identical at every seed (n = 5)" and same["mde"] == 0.0
     # seed 4 failed in kernel_size=5: 4 pairs; 0.001 0.002 0.0015 0.0025: mean 0.00175, sd 0.00064550
     r = table.loc[("kernel_size=5", "test_accuracy")]
     assert r["n"] == 4 and r["seeds"] == "0,1,2,3" and r["unpaired"] == "4"
@@ -670,7 +689,60 @@ def test_effects_table_by_hand(ablation):
     # one seed: a difference, no interval
     r = table.loc[("c5=dense", "test_accuracy")]
     assert r["n"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "no interval at n = 1"
-    assert r["unpaired"] == "1,2,3,4" and r["difference"] == pytest.approx(0.0005)
+    assert r["unpaired"] == "1,2,3,4" and r["difference"] == pytest.approx(0.0005) and math.isnan(r["mde"])
+
+
+def _with_margin(runs, margin: str):
+    """The study as if its space file had declared `equivalence_margin: <margin>` (its parent run's param)."""
+    import dataclasses
+
+    import pandas as pd
+
+    return dataclasses.replace(runs, parent=pd.concat([runs.parent, pd.Series({"params.equivalence_margin": margin})]))
+
+
+def test_effects_against_a_declared_equivalence_margin(ablation):
+    assert report.equivalence_margin(ablation) is None
+    assert report.equivalence_margin(_with_margin(ablation, "None")) is None  # logged when the file has none
+    runs = _with_margin(ablation, "0.5")  # ±0.5 pp
+    assert report.equivalence_margin(runs) == 0.5
+    table = report.effects_table(runs).set_index(["arm", "metric"])
+    # pooling=avg: the 90% interval, 0 ± 2.132 x 0.0031623 / sqrt 5 = ±0.30 pp, lies inside ±0.5 pp
+    r = table.loc[("pooling=avg", "test_accuracy")]
+    assert r["margin"] == pytest.approx(0.005) and r["equivalent"] is True and r["tost_p"] < 0.05
+    assert r["eq_high"] == pytest.approx(2.132 * 0.0031623 / math.sqrt(5), abs=2e-6) == -r["eq_low"]
+    assert (r["outcome"], r["verdict"]) == ("equivalent", "equivalent within ±0.50 pp")
+    # kernel_size=5: +0.175 pp, the 95% interval above 0, the 90% one (+0.10 to +0.25 pp) inside the margin
+    r = table.loc[("kernel_size=5", "test_accuracy")]
+    assert r["verdict"] == "equivalent within ±0.50 pp, though measurably better"
+    assert table.loc[("activation=sigmoid", "test_accuracy"), "verdict"] == "worse"  # -1.1 pp: far outside
+    # the margin is in accuracy points: time and parameters have none
+    assert math.isnan(table.loc[("activation=sigmoid", "wall_time_s"), "margin"])
+    assert table.loc[("activation=sigmoid", "wall_time_s"), "outcome"] == "inconclusive"
+    # a tighter margin: ±0.30 pp does not hold the 90% interval of pooling=avg (±0.3015 pp)
+    r = report.effects_table(runs, margin_pp=0.3).set_index(["arm", "metric"]).loc[("pooling=avg", "test_accuracy")]
+    assert r["verdict"] == "inconclusive: an effect up to 0.53 pp could hide at n = 5; not shown within ±0.30 pp"
+    texts = [f.text for f in report.findings(runs)]
+    same = next(t for t in texts if t.startswith("Equivalent within ±0.50 pp on test accuracy"))
+    assert "pooling=avg +0.00 pp (90% CI -0.30 to +0.30, n = 5)" in same
+    assert "kernel_size=5 +0.17 pp (90% CI +0.10 to +0.25, n = 4)" in same
+    assert not any(t.startswith("Inconclusive on test accuracy") for t in texts)
+    assert not any("**kernel_size=5**" in t for t in texts)  # within the margin: not listed as a real gain
+    md = report.render_markdown(runs, ["effects.png"])
+    assert "equivalent within ±0.50 pp\" when two one-sided tests at 5%" in md and "declared, ±0.5 percentage" in md
+    assert "| pooling=avg | 0.9870 | 0.9870 | +0.00 pp | [-0.39 pp, +0.39 pp] | 5 | 0.53 pp | paired t (df = 4) " \
+           "| equivalent within ±0.50 pp |" in md
+
+
+def test_variant_differences_against_a_declared_margin(doc):
+    runs = _with_margin(doc, "5")  # ±5 pp: tf2-classic vs subclass-relu (+0.85 pp, 90% CI -0.73 to +2.43 pp)
+    table = report.variant_differences(runs).set_index(["first", "second"])
+    close = table.loc[("tf2-classic", "subclass-relu")]
+    assert close["equivalent"] is True and close["verdict"] == "equivalent within ±5.00 pp"
+    assert table.loc[("tf2-classic", "d2l-sigmoid"), "verdict"] == "better"  # +20.6 pp
+    texts = [f.text for f in report.findings(runs)]
+    assert any("1 are equivalent within ±5.00 pp, the margin the study declared" in t for t in texts)
+    assert any("against subclass-relu: equivalent within ±5.00 pp" in t for t in texts)
 
 
 def test_effects_forest_plot(ablation):
@@ -690,7 +762,7 @@ def test_effects_forest_plot(ablation):
     assert zero, "no line at 0"
     assert "percentage points" in ax.get_xlabel() and "test accuracy" in ax.get_xlabel()
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert set(legend) == {"worse (interval below 0)", "no measurable effect (interval includes 0)",
+    assert set(legend) == {"worse (interval below 0)", "inconclusive or equivalent",
                            "better (interval above 0)", "no interval (n = 1)"}
 
 
@@ -708,9 +780,14 @@ def test_write_report_ablation_study(ablation_store, tmp_path):
     assert effects < md.index("(effects.png)", effects) < md.index("## Leaderboard")
     assert "## Documented variants" not in md  # its baseline is small-kernel's recipe, but no replication
     for needle in ("### Test accuracy (higher is better)", "### Parameters (lower is better)", "### Training time (lower is better)",
-                   "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 | paired t (df = 4) "
-                   "| worse |",
-                   "| pooling=avg | 0.9870 | 0.9870 | +0.00 pp |", "no measurable effect at n = 5",
+                   "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 | 0.27 pp | "
+                   "paired t (df = 4) | worse |",
+                   "| pooling=avg | 0.9870 | 0.9870 | +0.00 pp | [-0.39 pp, +0.39 pp] | 5 | 0.53 pp | paired t (df = 4) "
+                   "| inconclusive: an effect up to 0.53 pp could hide at n = 5 |",
+                   "| pooling=avg | 52.0 | 52.0 | +0.0 s | [+0.0 s, +0.0 s] | 5 | 0.0 s | none needed: the same value at "
+                   "every seed (zero spread) | identical at every seed (n = 5) |",
+                   "| kernel_size=5 | 56,930 | 61,706 | +4,776 | [+4,776, +4,776] | 4 | 0 |",
+                   "| MDE | method | verdict |", "The study declared no equivalence margin",
                    "| kernel_size=5 | 56,930 | 61,706 | +4,776 | [+4,776, +4,776] | 4 |",
                    "seeds 4 unpaired, left out", "no interval at n = 1", "paired by seed"):
         assert needle in md, needle
@@ -791,9 +868,11 @@ def test_findings_of_an_ablation_follow_the_intervals(ablation):
     # a real effect: its size, interval, method and n, from the numbers computed by hand in test_effects_table_by_hand
     assert any(t.startswith("**activation=sigmoid** lowers test accuracy by 1.10 points (95% CI -1.30 to -0.90 pp, "
                             "paired t (df = 4), n = 5)") for t in texts), texts
-    # a knob with no effect is never a winner: it is listed under "no measurable effect" with its interval
-    null = next(t for t in texts if t.startswith("No measurable effect on test accuracy"))
-    assert "pooling=avg +0.00 pp (-0.39 to +0.39)" in null and "n = 5" in null
+    # a knob with no effect is never a winner, nor "no effect" without a margin: inconclusive, with its
+    # interval and the effect that could hide in it
+    null = next(t for t in texts if t.startswith("Inconclusive on test accuracy"))
+    assert "no equivalence margin declared" in null
+    assert "pooling=avg +0.00 pp (-0.39 to +0.39): an effect up to 0.53 pp could hide at n = 5" in null
     assert not any("**pooling=avg**" in t for t in texts)
     assert any("c5=dense" in t and "one paired seed" in t for t in texts)  # n = 1: no interval, no verdict
     assert {f.figure for f in said if "test accuracy" in f.text} == {"effects.png"}
@@ -808,7 +887,8 @@ def test_findings_of_documented_variants(doc):
     assert "Of 3 pairs of variants, 2 differ measurably at 95%" in " ".join(texts) or \
         "Of 3 pairs of variants, 1 differ" in " ".join(texts)
     top = next(t for t in texts if t.startswith("**tf2-classic** has the highest mean"))
-    assert "ahead of d2l-sigmoid" in top and "against subclass-relu: no measurable difference at n = 2" in top
+    assert "ahead of d2l-sigmoid" in top
+    assert "against subclass-relu: inconclusive: an effect up to 4.08 pp could hide at n = 2" in top
 
 
 def test_report_opens_with_findings_and_the_results_page_copies_them(ablation_store, tmp_path):

@@ -10,7 +10,7 @@ import keras_tuner as kt
 import pytest
 
 from study.model import LeNetConfig
-from study.space import SpaceError, load_space, resolve_config
+from study.space import SpaceError, StudySettings, load_space, resolve_config
 from study.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,37 @@ BAD_SPACES = [
     ("space:\n  c3_filters: {int: [16, 1024]}\n", ["space.c3_filters", "1024", "[1, 512]"]),
     ("study:\n  stop_at_chance: -1\nspace:\n  activation: {choice: [relu]}\n", ["study.stop_at_chance", "0 (off)"]),
     ("study:\n  final_epochs: two\nspace:\n  activation: {choice: [relu]}\n", ["study.final_epochs", "integer"]),
+    # the equivalence margin, in percentage points of accuracy
+    ("study:\n  equivalence_margin: 0\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: 0 is not allowed", "percentage points", "above 0 and below 100", "leave it out"]),
+    ("study:\n  equivalence_margin: -0.2\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: -0.2 is not allowed", "above 0"]),
+    ("study:\n  equivalence_margin: 100\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: 100 is not allowed", "below 100"]),
+    ("study:\n  equivalence_margin: 0.2 pp\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: '0.2 pp' is not allowed", "need a number"]),
+    ("study:\n  equivalence_margin: .nan\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: nan is not allowed"]),
+    ("study:\n  equivalence_margin: true\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.equivalence_margin: True is not allowed"]),
 ]
+
+
+def test_equivalence_margin_is_a_study_setting_in_percentage_points(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("study:\n  equivalence_margin: 0.2\nspace:\n  activation: {choice: [relu, tanh]}\n")
+    space = load_space(path)
+    assert space.settings.equivalence_margin == 0.2
+    params = space.settings.to_params()  # as the parent run records it, and a worker or a report reads it back
+    assert params["equivalence_margin"] == "0.2" and StudySettings.from_params(params) == space.settings
+    assert StudySettings().to_params()["equivalence_margin"] == "None"
+    assert StudySettings.from_params(StudySettings().to_params()).equivalence_margin is None
+    assert "equivalence_margin=0.2 pp" in space.describe()
+    assert "equivalence_margin" not in load_space(ROOT / "search_spaces/lenet.yaml").describe()
+    ablation = tmp_path / "a.yaml"  # an ablation declares it the same way
+    ablation.write_text("study:\n  kind: ablation\n  seeds: 3\n  equivalence_margin: 0.25\n"
+                        "baseline: {variant: small-kernel}\nablate:\n  activation: [tanh]\n")
+    assert "equivalence_margin=0.25 pp" in load_space(ablation).describe()
 
 
 def test_a_mirroring_augment_is_for_fashion_mnist_only(tmp_path, capsys):

@@ -24,7 +24,8 @@ for all of them.
 """
 
 from .findings import FINDINGS_SECTION, Finding, findings, findings_markdown, findings_markers, include_findings
-from .effects import EFFECT_METRICS, EffectMetric, arm_order, effects_table, seed_means, variant_differences
+from .effects import (EFFECT_METRICS, EffectMetric, arm_order, effects_table, equivalence_margin, seed_means,
+                      variant_differences)
 from .figures import (
     KnobInfo,
     ParallelCoordinatesInfo,
@@ -52,7 +53,8 @@ from .load import (COMPLETED, FAILED, KNOBS, RUNNING, ReportError, RunHistories,
 from .registry import FIGURES, FigureSpec, figures
 from .notebooks import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
 from .render import render_html, render_markdown, write_report
-from .stats import Interval, mean_interval, paired_difference, verdict
+from .stats import (Effect, Interval, equivalence_test, mean_interval, minimum_detectable_effect, paired_difference,
+                    paired_effect, verdict)
 from .tables import (
     best_so_far,
     failed_trials,
@@ -77,6 +79,8 @@ __all__ = [
     "FINDINGS_SECTION", "Finding", "findings", "findings_markdown", "findings_markers", "include_findings",
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
     "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
+    # the minimum detectable effect and equivalence beside every paired effect
+    "Effect", "equivalence_margin", "equivalence_test", "minimum_detectable_effect", "paired_effect",
     # issue 11: knob importance
     "Importance", "importance_info", "importance_trials", "knob_importance", "marginal_means", "plot_importance",
     "t_interval",

@@ -436,8 +436,8 @@ _VERDICT_STYLE = {"better": ("C2", "better (interval above 0)"), "worse": ("C3",
 
 def plot_effects(runs: StudyRuns):
     """Forest plot: each arm's mean difference from the baseline in percentage points, 95% CI bars paired
-    by seed, a line at 0; green/red where the interval excludes 0, grey where it does not (no measurable
-    effect), a hollow marker where there is no interval (n = 1)."""
+    by seed, a line at 0; green/red where the interval excludes 0, grey otherwise (inconclusive, or equivalent
+    within the study's margin: the table's verdict), a hollow marker where there is no interval (n = 1)."""
     info = effects_info(runs)
     if info.empty:
         return None
@@ -448,7 +448,7 @@ def plot_effects(runs: StudyRuns):
         if r.n == 0:
             ax.annotate("no paired seeds", (0, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
             continue
-        colour, label = _VERDICT_STYLE.get(r.verdict, ("0.45", "no measurable effect (interval includes 0)"))
+        colour, label = _VERDICT_STYLE.get(r.verdict, ("0.45", "inconclusive or equivalent"))
         d = 100 * r.difference
         if math.isfinite(r.ci_low):
             err = [[max(0.0, d - 100 * r.ci_low)], [max(0.0, 100 * r.ci_high - d)]]

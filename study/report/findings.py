@@ -5,7 +5,10 @@ Each finding is one sentence built from a table the report already computes
 the parent run's metrics), carries its interval (or says why there is none)
 and names the figure it rests on. The wording follows one rule, `stats.verdict`:
 a difference is "higher" or "lower" only when its 95% interval excludes 0;
-otherwise it reads "no measurable effect at n = K", never a winner.
+"equivalent within ±M pp" only when two one-sided tests place it inside the
+margin M the study declared (`study.equivalence_margin`); otherwise it reads
+"inconclusive: an effect up to X pp could hide at n = K" (X the minimum
+detectable effect at 80% power), never a winner and never "no effect".
 
 `findings(runs)` returns them in the order report.md shows them: the search's
 answer and its knob importance, an ablation's effects, the documented
@@ -127,22 +130,36 @@ def _effect_findings(runs: StudyRuns) -> list[Finding]:
     if len(base):
         out.append(Finding(f"Baseline {label}: {_pct(float(base.iloc[0]))} (mean over its seeds); each arm changes "
                            "one knob of it and is compared seed by seed (paired).", "effects.png"))
-    real = rows[rows["verdict"].isin(["better", "worse"])].sort_values("difference")
+    real = rows[rows["outcome"].isin(["better", "worse"])].sort_values("difference")
     for r in real.itertuples():
         way = "raises" if r.difference > 0 else "lowers"
         out.append(Finding(f"**{r.arm}** {way} {label} by {abs(100 * r.difference):.2f} points "
                            f"({_ci_pp(r.ci_low, r.ci_high)}, {r.method}, n = {r.n}).", "effects.png"))
-    null = rows[rows["verdict"].str.startswith("no measurable")]
-    if len(null):
-        ns = sorted(set(int(n) for n in null["n"]))
-        listed = "; ".join(f"{r.arm} {_pp(r.difference)} ({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
-                           for r in null.sort_values("difference").itertuples())
-        out.append(Finding(f"No measurable effect on {label} at n = {', '.join(map(str, ns))} "
-                           f"(the 95% interval includes 0): {listed}.", "effects.png"))
-    single = rows[~rows["verdict"].isin(["better", "worse"]) & ~rows["verdict"].str.startswith("no measurable")]
+    same = rows[rows["outcome"] == "equivalent"]
+    if len(same):
+        margin = float(same["margin"].iloc[0])
+        listed = "; ".join(f"{r.arm} {_pp(r.difference)} (90% CI {100 * r.eq_low:+.2f} to {100 * r.eq_high:+.2f}, "
+                           f"n = {r.n})" for r in same.sort_values("difference").itertuples())
+        out.append(Finding(f"Equivalent within ±{100 * margin:.2f} pp on {label}, the margin the study declared "
+                           f"(two one-sided tests at 5%: the 90% interval lies inside it): {listed}.", "effects.png"))
+    open_ = rows[rows["outcome"] == "inconclusive"]
+    if len(open_):
+        margins = open_["margin"].dropna()
+        why = (f"not shown within ±{100 * float(margins.iloc[0]):.2f} pp" if len(margins)
+               else "no equivalence margin declared")
+        listed = "; ".join(f"{r.arm} {_pp(r.difference)} ({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f}): "
+                           f"an effect up to {100 * r.mde:.2f} pp could hide at n = {r.n}"
+                           for r in open_.sort_values("difference").itertuples())
+        out.append(Finding(f"Inconclusive on {label} (the 95% interval includes 0; {why}): {listed}.",
+                           "effects.png"))
+    identical = rows[rows["outcome"] == "identical"]
+    if len(identical):
+        out.append(Finding(f"The same {label} at every seed as the baseline (a difference of exactly 0): "
+                           + ", ".join(identical["arm"]) + "."))
+    single = rows[rows["outcome"] == "none"]
     if len(single):
         out.append(Finding("Without an interval (one paired seed): " + ", ".join(single["arm"]) + "."))
-    time_rows = table[(table["metric"] == "wall_time_s") & table["verdict"].isin(["better", "worse"])]
+    time_rows = table[(table["metric"] == "wall_time_s") & table["outcome"].isin(["better", "worse"])]
     costly = time_rows[time_rows["difference"] > 0].sort_values("difference", ascending=False)
     if len(costly):
         listed = "; ".join(f"{r.arm} {r.difference:+.1f} s ({r.ci_low:+.1f} to {r.ci_high:+.1f})"
@@ -188,21 +205,29 @@ def _difference_findings(runs: StudyRuns) -> list[Finding]:
     m = int(table["pairs"].iloc[0])
     real = table[table["real"]]
     strict = int(table["real_all_pairs"].sum())
-    out = [Finding(f"Of {len(table)} pairs of variants, {len(real)} differ measurably at 95% (paired by seed), "
-                   f"{strict} of them still at the Bonferroni level for all {m} at once.")]
+    summary = (f"Of {len(table)} pairs of variants, {len(real)} differ measurably at 95% (paired by seed), "
+               f"{strict} of them still at the Bonferroni level for all {m} at once")
+    margins = table["margin"].dropna()
+    if len(margins):
+        summary += (f"; {int((table['outcome'] == 'equivalent').sum())} are equivalent within "
+                    f"±{100 * float(margins.iloc[0]):.2f} pp, the margin the study declared")
+    out = [Finding(summary + ".")]
     top = table["first"].iloc[0]
     mine = table[(table["first"] == top) | (table["second"] == top)]
-    ahead = mine[mine["real"] & (mine["first"] == top)]
-    level = mine[~mine["real"]]
+    ahead = mine[mine["outcome"].isin(["better", "worse"]) & (mine["first"] == top)]
+    behind = mine[mine["outcome"].isin(["better", "worse"]) & (mine["second"] == top)]
+    level = mine[~mine["outcome"].isin(["better", "worse"])]
     text = f"**{top}** has the highest mean"
     if len(ahead):
         text += ("; it is ahead of " + ", ".join(f"{r.second} by {100 * r.difference:.2f} pp "
                                                  f"({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
                                                  for r in ahead.itertuples()))
-    if len(level):
-        other = [r.second if r.first == top else r.first for r in level.itertuples()]
-        ns = sorted(set(int(n) for n in level["n"]))
-        text += (f"; against {', '.join(other)}: no measurable difference at n = {', '.join(map(str, ns))}")
+    if len(behind):  # a higher mean overall, yet behind on the seeds both have
+        text += ("; on the seeds it shares with them it is behind " + ", ".join(
+            f"{r.first} by {100 * r.difference:.2f} pp ({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
+            for r in behind.itertuples()))
+    for r in level.itertuples():
+        text += f"; against {r.second if r.first == top else r.first}: {r.verdict}"
     out.append(Finding(text + ".", "variant_accuracy.png"))
     return out
 
@@ -229,7 +254,9 @@ def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, he
             ref = f" (figure: `{f.figure}`)"  # named, not linked: report.html links only to the MLflow UI
         lines.append(f"- {f.text}{ref}")
     return lines + ["", "Generated from the report's tables (intervals: `study/report/stats.py`); a difference whose "
-                    "95% interval includes 0 is reported as no measurable effect, never as a winner.", ""]
+                    "95% interval includes 0 is never a winner, nor read as no effect: it is equivalent only within "
+                    "a margin declared before the study (two one-sided tests), otherwise inconclusive, with the "
+                    "effect that could hide (the minimum detectable effect at 80% power).", ""]
 
 
 # --------------------------------------------------------------------------- the results page's copy

@@ -43,7 +43,7 @@ from ..model import format_widths, parse_widths
 from ..space import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, Space, SpaceError, parse_space
 from .cores import fork_map
 from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, _missing
-from .stats import mean_interval
+from .stats import ACCURACY_BOUNDS, mean_interval
 
 MIN_TRIALS = 8  # fewer full-budget trials: no importance, a one-line note instead
 N_RESAMPLES = 20  # bootstrap resamples of the trials, a fANOVA forest on each
@@ -344,21 +344,29 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return interval.estimate, interval.low, interval.high
 
 
-MARGINAL_COLUMNS = ["value", "x", "x_low", "x_high", "n", "mean", "low", "high"]
+def accuracy_interval(values, confidence: float = 0.95) -> tuple[float, float, float, str]:
+    """(mean, low, high, method) of accuracies: `t_interval` taken on the logit scale (`stats.mean_interval`
+    with ACCURACY_BOUNDS), so the interval stays inside [0, 1] however few and spread out the values are."""
+    interval = mean_interval(np.asarray(values, dtype=float), confidence, bootstrap=False, bounds=ACCURACY_BOUNDS)
+    return interval.estimate, interval.low, interval.high, interval.method
+
+
+MARGINAL_COLUMNS = ["value", "x", "x_low", "x_high", "n", "mean", "low", "high", "method"]
 MAX_BINS, MIN_PER_BIN = 5, 3
 
 
 def marginal_means(trials: pd.DataFrame, knob: str, categories: list | None, log: bool = False) -> pd.DataFrame:
-    """Mean best validation accuracy with a 95% t-interval: per value of a categorical knob (`value`, in
-    `categories` order; x = its position), or per equal-count bin of a numeric one (at most MAX_BINS, at
-    least MIN_PER_BIN trials each, in log space when `log`; x = the bin's median value, x_low / x_high its
-    smallest and largest). Empty when a numeric knob has too few trials for two bins."""
+    """Mean best validation accuracy with a 95% t-interval on the logit scale (`accuracy_interval`: inside
+    [0, 1]; `method` names it): per value of a categorical knob (`value`, in `categories` order; x = its
+    position), or per equal-count bin of a numeric one (at most MAX_BINS, at least MIN_PER_BIN trials each,
+    in log space when `log`; x = the bin's median value, x_low / x_high its smallest and largest). Empty
+    when a numeric knob has too few trials for two bins."""
     acc = trials[schema.BEST_VAL_ACCURACY].astype(float)
     rows = []
     if categories is not None:
         for i, c in enumerate(categories):
-            mean, low, high = t_interval(acc[trials[knob] == c])
-            rows.append([c, float(i), np.nan, np.nan, int((trials[knob] == c).sum()), mean, low, high])
+            mean, low, high, method = accuracy_interval(acc[trials[knob] == c])
+            rows.append([c, float(i), np.nan, np.nan, int((trials[knob] == c).sum()), mean, low, high, method])
         return pd.DataFrame(rows, columns=MARGINAL_COLUMNS)
     x = trials[knob].astype(float)
     bins = min(MAX_BINS, len(x) // MIN_PER_BIN)
@@ -367,8 +375,8 @@ def marginal_means(trials: pd.DataFrame, knob: str, categories: list | None, log
     codes = pd.qcut(np.log(x) if log else x, bins, labels=False, duplicates="drop")
     for b in sorted(codes.dropna().unique()):
         inside = codes == b
-        mean, low, high = t_interval(acc[inside])
+        mean, low, high, method = accuracy_interval(acc[inside])
         xs = x[inside]
         rows.append([f"bin {int(b) + 1}", float(xs.median()), float(xs.min()), float(xs.max()), int(inside.sum()),
-                     mean, low, high])
+                     mean, low, high, method])
     return pd.DataFrame(rows, columns=MARGINAL_COLUMNS)

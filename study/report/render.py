@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import schema
 from ..files import folder_name
-from .effects import EFFECT_METRICS, effects_table, variant_differences
+from .effects import EFFECT_METRICS, effects_table, equivalence_margin, magnitude, variant_differences
 from .figures import plot_importance, plot_pareto
 from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, save_figures
 from .findings import findings_markdown
@@ -180,7 +180,8 @@ def _replication_section(runs: StudyRuns) -> list[str]:
         "### Replication: reported figure vs measured TEST accuracy", "",
         "The tutorials' figures are de facto test/held-out figures, so they are set beside the measured "
         "**test** accuracy: the mean over seed replicates with its 95% confidence interval (a t interval over "
-        "the seeds, none with one seed; `interval` names the method), and whether the tutorial's figure falls "
+        "the seeds taken on the logit scale, so that it stays between 0 and 100% however few and spread out the "
+        "seeds are; none with one seed; `interval` names the method), and whether the tutorial's figure falls "
         "inside that interval. Difference = measured test mean − reported. Both only where the variant ran on "
         "the dataset its tutorial measured (a figure about another dataset is shown in parentheses with that "
         "dataset, and not compared). "
@@ -290,6 +291,34 @@ def _level(metric: str, value: Any) -> str:
     return _fmt(value, "int" if metric == "param_count" else "s")
 
 
+def _mde(value: Any, metric: str) -> str:
+    """A minimum detectable effect in its table's unit (pp, s, or a count of parameters)."""
+    if _missing(value):
+        return "—"
+    return f"{float(value):,.0f}" if metric == "param_count" else magnitude(metric)(float(value))
+
+
+def _power_text(runs: StudyRuns, accuracy_only: bool = False) -> str:
+    """What the MDE column and the verdicts mean, and the study's equivalence margin (or that it has none)."""
+    margin = equivalence_margin(runs)
+    applies = " (accuracy only: time and parameters have no margin)" if accuracy_only else ""
+    text = ("MDE, the minimum detectable effect: the true difference a two-sided paired t test at 5% finds 4 "
+            "times in 5 (80% power) at this n, given the observed SD of the paired differences (statsmodels' "
+            "TTestPower; with few seeds that SD, and so the MDE, is itself rough). The verdict: \"better\" or "
+            "\"worse\" when the 95% interval excludes 0; ")
+    if margin is None:
+        text += ("otherwise \"inconclusive: an effect up to MDE could hide at n = K\". The study declared no "
+                 "equivalence margin (`equivalence_margin` in the space file's `study:` section, in percentage "
+                 "points, set before the study runs), so no difference is called equivalent: an interval that "
+                 "includes 0 never means \"no effect\".")
+    else:
+        text += (f"\"equivalent within ±{margin:.2f} pp\" when two one-sided tests at 5% (statsmodels' "
+                 f"ttost_paired) put the difference inside the margin the study declared, ±{margin:g} percentage "
+                 f"points{applies}: the 90% interval lies within it; otherwise \"inconclusive: an effect up to "
+                 "MDE could hide at n = K\". An interval that includes 0 alone never means \"no effect\".")
+    return text
+
+
 def _effects_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
     table = effects_table(runs)
     lines = [f"## {EFFECTS_SECTION}", ""]
@@ -299,9 +328,8 @@ def _effects_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
         "Each arm against the baseline arm, **paired by seed**: the mean difference (arm − baseline) over the "
         "seeds both completed, with its 95% confidence interval and the method that gave it (a paired t "
         "interval; a seeded BCa bootstrap only for 10 or more pairs whose differences a Shapiro-Wilk test finds "
-        "far from normal; no interval with one pair). An interval that includes 0 reads \"no measurable effect "
-        "at n = K\", never a winner. Accuracy differences are in percentage points (pp); for training time and "
-        "parameters, lower is better.", "",
+        "far from normal; no interval with one pair). Accuracy differences are in percentage points (pp); for "
+        "training time and parameters, lower is better. " + _power_text(runs, accuracy_only=True), "",
     ]
     lines += _figure_lines(runs, EFFECTS_SECTION, figure_names)
     for metric in EFFECT_METRICS:
@@ -310,11 +338,11 @@ def _effects_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
             left_out = f"seeds {r['unpaired']} unpaired, left out" if r["unpaired"] else ""
             rows.append([r["arm"], _level(metric.column, r["baseline_mean"]), _level(metric.column, r["arm_mean"]),
                          _signed(r["difference"], metric.column), _ci(r["ci_low"], r["ci_high"], metric.column),
-                         r["n"], r["method"], r["verdict"], left_out])
+                         r["n"], _mde(r["mde"], metric.column), r["method"], r["verdict"], left_out])
         better = "higher" if metric.higher_is_better else "lower"
         lines += [f"### {metric.label.capitalize()} ({better} is better)", "",
-                  _md_table(["arm", "baseline", "arm mean", "difference", "95% CI", "n", "method", "verdict", "note"],
-                            rows), ""]
+                  _md_table(["arm", "baseline", "arm mean", "difference", "95% CI", "n", "MDE", "method", "verdict",
+                             "note"], rows), ""]
     return lines
 
 
@@ -330,8 +358,8 @@ def _differences_section(runs: StudyRuns) -> list[str]:
         f"Each pair of variants on {name} accuracy, **paired by seed**: the mean difference (first − second, "
         "the first being the one with the higher mean) over the seeds both completed, with its 95% confidence "
         "interval (a paired t interval; a seeded BCa bootstrap only for 10 or more pairs whose differences a "
-        "Shapiro-Wilk test finds far from normal). \"real\" when the interval excludes 0; an interval that "
-        "includes 0 reads \"no measurable effect at n = K\". Each 95% interval misses the true difference one "
+        "Shapiro-Wilk test finds far from normal). \"real\" when the interval excludes 0. "
+        + _power_text(runs) + " Each 95% interval misses the true difference one "
         f"time in twenty, so among {m} intervals read at once some may exclude 0 by chance alone: the last column "
         f"says whether the interval still excludes 0 at the Bonferroni level for all {m} (confidence 1 − 0.05/{m}).",
         "",
@@ -340,10 +368,11 @@ def _differences_section(runs: StudyRuns) -> list[str]:
     for _, r in table.iterrows():
         said = f"{r['first']} better" if r["verdict"] == "better" else r["verdict"]
         rows.append([r["first"], r["second"], _fmt(r["first_mean"], "acc"), _fmt(r["second_mean"], "acc"),
-                     _signed(r["difference"], metric), _ci(r["ci_low"], r["ci_high"], metric), r["n"], r["method"],
-                     said, "yes" if r["real"] else "no", "yes" if r["real_all_pairs"] else "no"])
-    lines.append(_md_table(["first", "second", "first mean", "second mean", "difference", "95% CI", "n", "method",
-                            "verdict", "real (95%)", f"real for all {m} pairs at once"], rows))
+                     _signed(r["difference"], metric), _ci(r["ci_low"], r["ci_high"], metric), r["n"],
+                     _mde(r["mde"], metric), r["method"], said, "yes" if r["real"] else "no",
+                     "yes" if r["real_all_pairs"] else "no"])
+    lines.append(_md_table(["first", "second", "first mean", "second mean", "difference", "95% CI", "n", "MDE",
+                            "method", "verdict", "real (95%)", f"real for all {m} pairs at once"], rows))
     return lines + [""]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import schema
 from ..variants import VARIANTS
 from .load import COMPLETED, FAILED, KNOBS, RUNNING, StudyRuns, _missing, _text
-from .stats import CONFIDENCE, mean_interval
+from .stats import ACCURACY_BOUNDS, CONFIDENCE, mean_interval
 
 
 def varied_knobs(runs: StudyRuns) -> list[str]:
@@ -34,8 +34,9 @@ def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.Dat
     measured on the dataset its tutorial used (`claim_applies`); a claim about
     another dataset is listed, never compared. std is the sample std (ddof=1).
     `test_ci_low`/`test_ci_high` (and `val_ci_*`): the 95% interval of the mean
-    over the replicates (`stats.mean_interval`: a t interval, see its rule;
-    NaN with one replicate), its method in `test_ci_method`; `claim_in_ci`:
+    over the replicates (`stats.mean_interval` for values inside [0, 1]: a t
+    interval on the logit scale, see its rule; NaN with one replicate), its
+    method in `test_ci_method`; `claim_in_ci`:
     whether the tutorial's figure lies inside the test interval (None where the
     claim is not compared or there is no interval).
     """
@@ -73,8 +74,8 @@ def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.Dat
             notes.append("no test accuracy recorded")
         params = done["param_count"].dropna()
         params_measured = float(params.median()) if len(params) else np.nan
-        test_ci = mean_interval(test.to_numpy(), confidence)
-        val_ci = mean_interval(done["best_val_accuracy"].to_numpy(), confidence)
+        test_ci = mean_interval(test.to_numpy(), confidence, bounds=ACCURACY_BOUNDS)
+        val_ci = mean_interval(done["best_val_accuracy"].to_numpy(), confidence, bounds=ACCURACY_BOUNDS)
         rows.append({
             "variant": name,
             "dataset": v.dataset if v else None,
