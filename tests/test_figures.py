@@ -71,9 +71,13 @@ def _drawn_texts(fig) -> list[Text]:
 
 
 def _overlapping(fig) -> list[tuple[str, str]]:
+    """Pairs of texts drawn on each other, and texts running off the figure (paired with "outside")."""
     renderer = fig.canvas.get_renderer()
     boxes = [(t.get_text(), drawing.text_extent(t, renderer)) for t in _drawn_texts(fig)]
-    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)]
+    page = fig.bbox.padded(1)
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)] + [
+        (a, "outside") for a, box in boxes
+        if not (page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1)]
 
 
 def _front_labels(ax) -> list:

@@ -50,7 +50,8 @@ def plot_variant_accuracy(runs: StudyRuns):
     table = variant_accuracy_info(runs)
     if table.empty:
         return None
-    fig, ax = figure(max(7.5, 1.4 * len(table) + 2.5), 5.5)
+    width = max(7.5, 1.4 * len(table) + 2.5)
+    fig, ax = figure(width, 5.5)
     x = np.arange(len(table))
     has_test = table["test_mean"].notna().any()
     offset = 0.12 if has_test else 0.0
@@ -75,8 +76,9 @@ def plot_variant_accuracy(runs: StudyRuns):
         ax.scatter(x[applies] + offset, reported[applies], marker="D", s=40, color="black", zorder=5,
                    label="reported by the tutorial (same dataset)")
     left_out = table[table["reported"].notna() & ~applies]
-    not_drawn = ("\nnot drawn, measured by the tutorial on another dataset: " + "; ".join(
-        f"{r.variant} {r.reported:.4f} ({r.dataset})" for r in left_out.itertuples())) if not left_out.empty else ""
+    not_drawn = "" if left_out.empty else "\n" + _wrap(
+        ["not drawn, measured by the tutorial on another dataset:"]
+        + [f"{r.variant} {r.reported:.4f} ({r.dataset})" for r in left_out.itertuples()], int(width * 10))
     error_axis(ax, rng, "error")
     ax.set_xticks(x, [f"{v}\n(n={n})" for v, n in zip(table["variant"], table["n"])])
     ax.set_xlim(-0.6, len(table) - 0.4)
@@ -85,6 +87,20 @@ def plot_variant_accuracy(runs: StudyRuns):
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=3, fontsize=9)
     return fig
+
+
+def _wrap(parts: list[str], width: int) -> str:
+    """The parts joined ("; " after the first), in lines of at most `width` characters (about 10 title
+    characters an inch) broken between parts only, never inside one."""
+    lines = [parts[0]]
+    for i, part in enumerate(parts[1:]):
+        glue = " " if i == 0 else "; "
+        if len(lines[-1]) + len(glue) + len(part) <= width:
+            lines[-1] += glue + part
+        else:
+            lines[-1] += glue.rstrip()
+            lines.append(part)
+    return "\n".join(lines)
 
 
 class VariantCurves(NamedTuple):

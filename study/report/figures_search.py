@@ -303,7 +303,7 @@ def _draw_front(ax, done: pd.DataFrame, front: pd.DataFrame, cost: str, label: s
     err = to_error(done["best_val_accuracy"])
     n_out = _trials_on_error_axis(ax, done[cost], err, rng, s=22, color="0.55", edge=False)
     front_err = to_error(front["best_val_accuracy"])
-    ax.step(front[cost], front_err, where="post", color="C3", lw=1.2, alpha=0.7)
+    ax.step(front[cost], rng.clip(front_err), where="post", color="C3", lw=1.2, alpha=0.7)
     inside = ~rng.beyond(front_err)
     ax.scatter(front[cost][inside], front_err[inside], s=60, color="C3", zorder=3, label="Pareto front")
     _at_edge(ax, done[cost], err, rng, "0.55", 22)
