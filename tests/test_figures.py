@@ -189,10 +189,12 @@ def test_parallel_coordinates_spread_the_best_trials_by_log_error():
 def test_an_arm_far_beyond_the_others_does_not_squash_the_forest_plot():
     rows = []
     arms = {"baseline": 0.0, "activation=sigmoid": -0.015, "pooling=avg": 0.001, "kernel_size=5": 0.0025,
-            "optimizer=sgd": -0.24, "dropout=0.25": 0.002}
+            "optimizer=sgd": -0.24, "dropout=0.25": 0.002, "learning_rate=0.003": 0.0}
     for arm, delta in arms.items():
         for seed in range(5):
             acc = 0.987 + delta + 0.001 * (seed - 2) * (arm != "baseline") * (1 + 30 * (arm == "optimizer=sgd"))
+            if arm == "learning_rate=0.003":  # no effect on average, an interval of +-31 pp
+                acc += [-0.3, 0.3, -0.25, 0.25, 0.0][seed]
             rows.append({"arm": arm, "seed": seed, "best_val_accuracy": acc - 0.001, "test_accuracy": acc,
                          "trial_id": f"{arm}-seed{seed}"})
     runs = _runs(rows, study="ablation")
@@ -201,7 +203,9 @@ def test_an_arm_far_beyond_the_others_does_not_squash_the_forest_plot():
     fig = report.plot_effects(runs)
     ax = fig.axes[0]
     assert ax.get_xlim() == pytest.approx((lo, hi)) and -3 < lo < -1.5 and hi < 1  # zoomed to the other arms
-    assert len(off) == 1 and "1 far beyond them marked at its edge" in ax.get_title()
+    assert len(off) == 2 and "2 reaching far beyond them with its numbers written" in ax.get_title()
     (note,) = [t.get_text() for t in ax.texts if "off the axis" in t.get_text()]
-    assert note.startswith("-24.0 pp [")
+    assert note.startswith("-24.0 pp [")  # sgd: an arrow at the edge and its numbers
+    (ends,) = [t.get_text() for t in ax.texts if t.get_text().startswith("[-3")]  # learning_rate: its interval
+    assert ends.endswith("pp") and len(ax.containers) == 5  # drawn to the edges, with the 4 arms on the axis
     assert _overlapping(fig) == []

@@ -213,8 +213,9 @@ def _effects_window(info: pd.DataFrame) -> tuple[float, float, set[int]]:
 def plot_effects(runs: StudyRuns):
     """Forest plot: each arm's mean difference from the baseline in percentage points, 95% CI bars paired
     by seed, a line at 0; green/red where the interval excludes 0, grey where it does not (no measurable
-    effect), a hollow marker where there is no interval (n = 1). An arm far beyond all others
-    (`_effects_window`) is an arrow at the axis' edge with its numbers written beside it."""
+    effect), a hollow marker where there is no interval (n = 1). An arm reaching far beyond all others
+    (`_effects_window`) has its numbers written: an arrow at the axis' edge when its estimate is off the
+    axis, else its interval drawn to the edges."""
     info = effects_info(runs)
     if info.empty:
         return None
@@ -228,18 +229,21 @@ def plot_effects(runs: StudyRuns):
             continue
         colour, label = _VERDICT_STYLE.get(r.verdict, ("0.45", "no measurable effect (interval includes 0)"))
         d = 100 * r.difference
-        if i in off:
+        interval = f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]" if math.isfinite(r.ci_low) else ""
+        if i in off and not lo <= d <= hi:  # the estimate itself off the axis: an arrow inside its edge
             left = d < lo
-            ax.plot([lo if left else hi], [y], "<" if left else ">", color=colour, ms=9, clip_on=False,
-                    label=None if label in labelled else label)
-            interval = f" [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]" if math.isfinite(r.ci_low) else ""
-            ax.annotate(f"{d:+.1f} pp{interval}: off the axis", (lo if left else hi, y), xytext=(9 if left else -9, 0),
+            edge = lo + 0.01 * (hi - lo) if left else hi - 0.01 * (hi - lo)
+            ax.plot([edge], [y], "<" if left else ">", color=colour, ms=9, label=None if label in labelled else label)
+            ax.annotate(f"{d:+.1f} pp {interval}: off the axis", (edge, y), xytext=(8 if left else -8, 0),
                         textcoords="offset points", ha="left" if left else "right", va="center", fontsize=8,
                         color=colour, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9})
         elif math.isfinite(r.ci_low):
             err = [[max(0.0, d - 100 * r.ci_low)], [max(0.0, 100 * r.ci_high - d)]]
             ax.errorbar([d], [y], xerr=err, fmt="o", color=colour, capsize=4, ms=6,
                         label=None if label in labelled else label)
+            if i in off:  # only its interval runs off the axis: drawn to the edges, its ends written above
+                ax.annotate(f"{interval} pp", (d, y), xytext=(0, 5), textcoords="offset points", ha="center",
+                            va="bottom", fontsize=7, color=colour)
         else:
             label = "no interval (n = 1)"
             ax.plot([d], [y], "o", mfc="white", color="0.45", ms=6, label=None if label in labelled else label)
@@ -251,7 +255,7 @@ def plot_effects(runs: StudyRuns):
     ax.set_yticks(ys, info["arm"])
     ax.set_ylim(-0.7, len(info) - 0.3)
     ax.set_xlabel(f"difference in {info['label'].iloc[0]} from the baseline (percentage points)")
-    zoom = (f"\naxis zoomed to the other arms: {len(off)} far beyond them marked at its edge, numbers beside"
+    zoom = (f"\naxis zoomed to the other arms: {len(off)} reaching far beyond them with its numbers written"
             if off else "")
     ax.set_title(f"Effect of each arm against the baseline (study '{runs.study}')\n"
                  f"mean difference paired by seed, 95% confidence interval{zoom}")

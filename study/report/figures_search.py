@@ -308,13 +308,14 @@ def _draw_front(ax, done: pd.DataFrame, front: pd.DataFrame, cost: str, label: s
     ax.scatter(front[cost][inside], front_err[inside], s=60, color="C3", zorder=3, label="Pareto front")
     _at_edge(ax, done[cost], err, rng, "0.55", 22)
     _at_edge(ax, front[cost], front_err, rng, "C3", 60, label="Pareto front trial in the band at the top")
-    values = done[cost].astype(float)
-    if values.min() > 0 and values.max() / values.min() >= 10:
-        ax.set_xscale("log")
-    if cost == "param_count":
-        from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    values = done[cost].astype(float)
+    if values.min() > 0 and values.max() / values.min() >= 10:  # plain numbers at 1-2-5, not 2x10^0
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if cost == "param_count" else f"{v:g}"))
     ax.set_xlabel(label)
     error_axis(ax, rng, "best validation error")
     ax.grid(alpha=0.3)
