@@ -152,7 +152,7 @@ def test_labels_of_a_long_front_overlap_nothing_and_the_rest_are_counted():
         labels = _front_labels(ax)
         front = int(ax.get_title().split("front: ")[1].split(" ")[0])
         assert 0 < len(labels) <= PARETO_LABELS < front
-        assert "unlabelled (see the table below)" in ax.get_title()
+        assert "unlabelled (report.md lists the front)" in ax.get_title()
 
 
 def test_best_so_far_and_knob_plots_zoom_on_the_competitive_trials():

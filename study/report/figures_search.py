@@ -20,7 +20,6 @@ from .tables import best_so_far, pareto_front, varied_knobs
 _LOG_KNOBS = {"learning_rate"}  # always drawn on a log axis; others only when they span 100x
 
 
-
 def _label(row: pd.Series) -> str:
     return str(row["variant"]) if not _missing(row.get("variant")) else f"trial {row['trial_id']}"
 
@@ -71,6 +70,7 @@ def _trials_on_error_axis(ax, x, errors, rng: ErrorRange, label: str = "complete
 
 
 def _at_edge(ax, x, errors, rng: ErrorRange, colour, size: float = 18, label: str | None = None) -> None:
+    """The points above the axis' cut as open triangles in its top band (not at their value)."""
     out = rng.beyond(np.asarray(errors, dtype=float))
     if out.any():
         ax.scatter(np.asarray(x, dtype=float)[out], np.full(out.sum(), rng.edge), marker="^", facecolors="none",
@@ -134,9 +134,9 @@ def knob_info(runs: StudyRuns, knob: str) -> KnobInfo:
 
 
 def plot_knob(runs: StudyRuns, knob: str):
-    """Validation error (log axis, zoomed to the competitive trials and the means) against one knob's values
-    (completed trials; the best one starred), with the mean and its 95% t-interval per value, or per
-    equal-count bin of a numeric knob."""
+    """Validation error (log axis, zoomed to the competitive trials) against one knob's values (completed
+    trials; the best one starred), with the mean and its 95% t-interval per value, or per equal-count bin of
+    a numeric knob (a mean dragged above the zoom by trials at chance sits in the top band)."""
     info = knob_info(runs, knob)
     done, best, cats, means = info.trials, info.best, info.categories, info.intervals
     if done.empty:
@@ -239,7 +239,8 @@ def parallel_coordinates_info(runs: StudyRuns, top: int = 15) -> ParallelCoordin
 
 
 def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
-    """The top trials across the varied knobs and validation accuracy, coloured by accuracy."""
+    """The top trials across the varied knobs and validation accuracy, that axis and the colours by log error
+    (the best on top and yellow), so the best few stay apart when a poor trial makes the top 15."""
     import matplotlib
     from matplotlib import cm, colors
 
@@ -332,7 +333,7 @@ def _front_title(counts, left_out: list[str], rng: ErrorRange) -> str:
     n_front, n_out = counts
     parts = [f"front: {n_front} trial{'s' if n_front != 1 else ''}"]
     if left_out:
-        parts.append(f"{len(left_out)} unlabelled (see the table below)")
+        parts.append(f"{len(left_out)} unlabelled (report.md lists the front)")
     if n_out:
         parts.append(f"{n_out} trial(s) above {percent(rng.cut)} error in the band at the top")
     return "; ".join(parts)
