@@ -386,6 +386,12 @@ def _logit_t(mean: float, half: float) -> tuple[float, float]:
     return 1 / (1 + math.exp(spread - centre)), 1 / (1 + math.exp(-spread - centre))
 
 
+def _error_bar(mean: float, half: float) -> list[float]:
+    """The accuracy interval `_logit_t` as the figures draw it: error, 1 − accuracy, low end first."""
+    low, high = _logit_t(mean, half)
+    return [1 - high, 1 - low]
+
+
 def test_replication_table_intervals(doc):
     table = report.replication_table(doc).set_index("variant")
     # tf2-classic: test 0.985, 0.987: mean 0.986, sd 0.0014142, se 0.001; subclass-relu: 0.979, 0.976, se 0.0015.
@@ -500,7 +506,7 @@ def test_failed_trials_listed_with_reasons_and_never_plotted(search):
     completed = 7
     pareto = report.plot_pareto(search)
     offsets = pareto.axes[0].collections[0].get_offsets()
-    assert len(offsets) == completed and np.isfinite(offsets).all() and offsets[:, 1].min() >= 0.9
+    assert len(offsets) == completed and np.isfinite(offsets).all() and offsets[:, 1].max() <= 0.1  # error, 1 − acc
     lr = report.plot_knob(search, "learning_rate")
     xs = lr.axes[0].collections[0].get_offsets()[:, 0]
     assert len(xs) == completed and xs.max() < 0.9 and lr.axes[0].get_xscale() == "log"  # 0.9 (NaN) and 0.05 (failed) absent
@@ -569,28 +575,35 @@ def test_write_report_documented_study(store, tmp_path):
 def test_variant_figures_show_every_variant(doc):
     fig = report.plot_variant_accuracy(doc)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["tf2-classic", "subclass-relu", "d2l-sigmoid"]
-    heights = [p.get_height() for p in ax.patches]
-    np.testing.assert_allclose(heights, [0.986, 0.9775, 0.79, 0.986, 0.9775, 0.78])
-    # error bars: the 95% t interval of each mean (2 seeds: mean ± 12.706 x se), not the sample std
-    from matplotlib.container import BarContainer
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tf2-classic\n(n=2)", "subclass-relu\n(n=2)",
+                                                            "d2l-sigmoid\n(n=2)"]
+    # error (1 − accuracy) on a log axis: 98.6% and 97.75% stay apart beside d2l-sigmoid's 78-79%
+    assert ax.get_yscale() == "log"
+    from matplotlib.container import ErrorbarContainer
 
-    validation, test = [c for c in ax.containers if isinstance(c, BarContainer)]
-    test_bars = test.errorbar.lines[2][0].get_segments()
+    validation, test = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    np.testing.assert_allclose(validation.lines[0].get_ydata(), [0.014, 0.0225, 0.21], atol=1e-9)
+    np.testing.assert_allclose(test.lines[0].get_ydata(), [0.014, 0.0225, 0.22], atol=1e-9)
+    # error bars: the 95% t interval of each mean (2 seeds: mean ± 12.706 x se), not the sample std
+    test_bars = test.lines[2][0].get_segments()
     np.testing.assert_allclose([seg[:, 1] for seg in test_bars],
-                               [_logit_t(0.986, T_975_1 * 0.001), _logit_t(0.9775, T_975_1 * 0.0015),
-                                _logit_t(0.78, T_975_1 * 0.01)], atol=1e-5)
+                               [_error_bar(0.986, T_975_1 * 0.001), _error_bar(0.9775, T_975_1 * 0.0015),
+                                _error_bar(0.78, T_975_1 * 0.01)], atol=1e-5)
+    low, high = ax.get_ylim()
+    assert low < 0.014 and high > _error_bar(0.78, T_975_1 * 0.01)[1]  # every mean and interval end on the axis
     assert "error bars: 95% CI of the mean" in ax.get_title()
     # Claims are drawn only beside measurements on their own dataset: tf2-classic and subclass-relu
     # (MNIST figures), not d2l-sigmoid's Fashion-MNIST 0.7966; the title says what was left out.
     (claims,) = [c for c in ax.collections if c.get_label().startswith("reported by the tutorial")]
-    np.testing.assert_allclose(claims.get_offsets()[:, 1], [VARIANTS["tf2-classic"].reported,
-                                                            VARIANTS["subclass-relu"].reported])
-    assert "not drawn, measured by the tutorial on another dataset: d2l-sigmoid 0.7966 (fashion_mnist)" in ax.get_title()
+    np.testing.assert_allclose(claims.get_offsets()[:, 1], [1 - VARIANTS["tf2-classic"].reported,
+                                                            1 - VARIANTS["subclass-relu"].reported])
+    title = " ".join(ax.get_title().split())  # lines wrapped to the figure's width
+    assert "not drawn, measured by the tutorial on another dataset: d2l-sigmoid 0.7966 (fashion_mnist)" in title
     curves = report.plot_learning_curves(doc).axes[0]
     labels = [line.get_label() for line in curves.get_lines()]
     assert labels == ["tf2-classic (n=2)", "subclass-relu (n=2)", "d2l-sigmoid (n=2)"]
-    np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), [0.9425, 0.9725, 0.98])
+    np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), [0.0575, 0.0275, 0.02], atol=1e-9)
+    assert curves.get_yscale() == "log"
 
 
 # --------------------------------------------------------------------------- ablation: effects paired by seed

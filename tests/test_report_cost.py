@@ -87,7 +87,7 @@ def test_the_pareto_figure_has_a_latency_panel(search):
     points = latency.collections[0].get_offsets()
     assert len(points) == 6 and sorted(points[:, 0]) == [0.5, 0.8, 0.9, 1.2, 1.5, 2.0]
     assert sorted(latency.collections[1].get_offsets()[:, 0]) == [0.5, 0.8, 1.5, 2.0]  # the front
-    assert "latency" in latency.get_xlabel() and latency.get_title().endswith(f"on {HOST}")
+    assert "latency" in latency.get_xlabel() and latency.get_title().splitlines()[0].endswith(f"on {HOST}")
 
 
 def test_a_study_recorded_before_latency_still_renders_and_says_not_measured(store, tmp_path):

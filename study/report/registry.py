@@ -82,21 +82,21 @@ def _not_ablation(runs: StudyRuns) -> bool:
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("variant_accuracy.png", plot_variant_accuracy, VARIANTS_SECTION, None,
-               "Accuracy of each documented variant", _has_variants),
+               "Error (1 − accuracy, log scale) of each documented variant", _has_variants),
     FigureSpec("variant_learning_curves.png", plot_learning_curves, VARIANTS_SECTION, None,
-               "Validation accuracy per epoch of each variant", _has_variants),
+               "Validation error per epoch of each variant, log scale", _has_variants),
     FigureSpec("best_so_far.png", plot_best_so_far, SEARCH_SECTION, "Best so far",
-               "Best validation accuracy so far", _has_search),
+               "Best validation error so far, log scale", _has_search),
     # issue 11: knob importance (drawn or, when it cannot be computed, a one-line note in report.md)
     FigureSpec("importance.png", plot_importance, SEARCH_SECTION, "Knob importance",
                "Importance of each knob for validation accuracy", _has_search),
     FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
-               "validation accuracy against {knob}", _not_ablation,
+               "validation error (log scale) against {knob}", _not_ablation,
                intro="Knobs with more than one value among completed trials: {knobs}."),
     FigureSpec("parallel_coordinates.png", plot_parallel_coordinates, SEARCH_SECTION,
                "Top trials across the knobs", "Parallel coordinates", _not_ablation),
     FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against cost: parameters and inference latency",
-               "Pareto fronts: accuracy against parameters and against inference latency"),
+               "Pareto fronts: validation error against parameters and against inference latency"),
     # issue 11: ablation studies
     FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
                "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),
