@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..knobs import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT
 from ..model import format_widths, parse_widths
-from ..space import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, Space, SpaceError, parse_space
+from ..space import Space, SpaceError, parse_space
 from .cores import fork_map
 from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, _missing
 from .stats import mean_interval
