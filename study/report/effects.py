@@ -14,12 +14,14 @@ from itertools import combinations
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from .load import StudyRuns
 from .stats import CONFIDENCE, Interval, paired_difference, verdict
 from .tables import variant_order
+
+pd = lazy("pandas")
 
 
 class EffectMetric(NamedTuple):

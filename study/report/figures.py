@@ -20,29 +20,34 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from .effects import effects_table
 from .importance import Importance, knob_importance, marginal_means
-from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, _missing
+from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, is_missing
 from .tables import best_so_far, pareto_front, replication_table, varied_knobs, variant_order
+
+pd = lazy("pandas")
+matplotlib = lazy("matplotlib")
+mpl_agg = lazy("matplotlib.backends.backend_agg")
+mpl_colors = lazy("matplotlib.colors")
+mpl_cm = lazy("matplotlib.cm")
+mpl_figure = lazy("matplotlib.figure")
+mpl_ticker = lazy("matplotlib.ticker")
 
 _LOG_KNOBS = {"learning_rate"}  # always drawn on a log axis; others only when they span 100x
 
 
 def _figure(width: float = 8.0, height: float = 5.0, ncols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = mpl_figure.Figure(figsize=(width, height), layout="constrained")
+    mpl_agg.FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols)
     return fig, axes
 
 
 def _label(row: pd.Series) -> str:
-    return str(row["variant"]) if not _missing(row.get("variant")) else f"trial {row['trial_id']}"
+    return str(row["variant"]) if not is_missing(row.get("variant")) else f"trial {row['trial_id']}"
 
 
 def _is_categorical(values: pd.Series, knob: str) -> bool:
@@ -167,9 +172,7 @@ def plot_learning_curves(runs: StudyRuns, metric: str = "val_accuracy"):
                 label=f"{name} (n={curves.shape[1]})")
         if curves.shape[1] > 1:
             ax.fill_between(epochs, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.2, lw=0)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(mpl_ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     pretty = metric.replace("val_", "validation ").replace("_", " ")
     ax.set_ylabel(pretty)
@@ -332,15 +335,13 @@ def parallel_coordinates_info(runs: StudyRuns, top: int = 15) -> ParallelCoordin
 
 def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
     """The top trials across the varied knobs and validation accuracy, coloured by accuracy."""
-    import matplotlib
-    from matplotlib import cm, colors
-
     info = parallel_coordinates_info(runs, top)
     if info is None:
         return None
     axes_names, acc = info.axes, info.accuracy
     fig, ax = _figure(max(8.0, 1.4 * len(axes_names) + 2), 5.5)
-    norm = colors.Normalize(vmin=float(acc.min()), vmax=float(acc.max()) if acc.max() > acc.min() else float(acc.min()) + 1e-9)
+    norm = mpl_colors.Normalize(vmin=float(acc.min()),
+                                vmax=float(acc.max()) if acc.max() > acc.min() else float(acc.min()) + 1e-9)
     cmap = matplotlib.colormaps["viridis"]
     xs = np.arange(len(axes_names))
     for rank, (idx, a) in enumerate(acc.items()):
@@ -357,7 +358,7 @@ def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
     ax.set_xlim(-0.6, len(axes_names) - 0.6)
     for spine in ("left", "right", "top"):
         ax.spines[spine].set_visible(False)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="best validation accuracy")
+    fig.colorbar(mpl_cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="best validation accuracy")
     ax.set_title(f"Top {len(acc)} trials by validation accuracy (thick line: best)")
     return fig
 

@@ -36,7 +36,11 @@ import warnings
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
+
+from ..lazy import lazy
+
+pd = lazy("pandas")
+scipy_stats = lazy("scipy.stats")  # 1.5 s to import: only when an interval needs it
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MIN_N = 10
@@ -102,9 +106,7 @@ def mean_interval(values: Any, confidence: float = CONFIDENCE, bootstrap: bool =
     seeds = tuple(series.index) if isinstance(values, (pd.Series, Mapping)) else ()
 
     def t_interval():
-        from scipy import stats
-
-        return stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=confidence)
+        return scipy_stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=confidence)
 
     return _interval(x, t_interval, "t", confidence, bootstrap)._replace(seeds=seeds)
 
@@ -125,9 +127,7 @@ def paired_difference(a: Any, b: Any, confidence: float = CONFIDENCE) -> Interva
     y = sb.loc[paired].to_numpy(dtype=float)
 
     def t_interval():
-        from scipy import stats
-
-        return stats.ttest_rel(x, y).confidence_interval(confidence_level=confidence)
+        return scipy_stats.ttest_rel(x, y).confidence_interval(confidence_level=confidence)
 
     return _interval(x - y, t_interval, "paired t", confidence)._replace(seeds=tuple(paired), unpaired=unpaired)
 
@@ -145,9 +145,7 @@ def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float, bo
     if float(np.max(np.abs(sample - mean))) <= _SAME * max(1.0, abs(mean)):
         return Interval(mean, mean, mean, n, "none needed: the same value at every seed (zero spread)", confidence)
     if bootstrap and n >= BOOTSTRAP_MIN_N:
-        from scipy import stats
-
-        p = float(stats.shapiro(sample).pvalue)
+        p = float(scipy_stats.shapiro(sample).pvalue)
         if p < NORMALITY_ALPHA:
             low, high, how = _bootstrap(sample, confidence)
             return Interval(mean, low, high, n, f"bootstrap {how} ({BOOTSTRAP_RESAMPLES:,} resamples, seed "
@@ -158,13 +156,11 @@ def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float, bo
 
 
 def _bootstrap(sample: np.ndarray, confidence: float) -> tuple[float, float, str]:
-    from scipy import stats
-
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # BCa warns (and gives NaN) when its acceleration is undefined: percentile is the fallback.
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            result = stats.bootstrap((sample,), np.mean, confidence_level=confidence, method=method,
+            warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
+            result = scipy_stats.bootstrap((sample,), np.mean, confidence_level=confidence, method=method,
                                      n_resamples=BOOTSTRAP_RESAMPLES, rng=np.random.default_rng(BOOTSTRAP_SEED))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
