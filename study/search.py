@@ -25,16 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import schema
+from .errors import SearchError
 from .files import full_path, is_disk_full, name_problem, write_atomic
 from .space import Space, StudySettings
 
 log = logging.getLogger("study.search")
 
 TUNER_DIRNAME = ".keras-tuner"
-
-
-class SearchError(RuntimeError):
-    """A study that cannot run as asked; one line for the user."""
 
 
 @dataclass(frozen=True)
