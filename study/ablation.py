@@ -17,68 +17,29 @@ progress line run an ablation as they run any study.
 compiles to the grid `seed` x `arm`, arm one of "baseline", "activation=sigmoid", "activation=tanh",
 "kernel_size=5" (`arm_name`), with the baseline's values as fixed knobs, tuner grid, max_trials arms x
 seeds, and every trial evaluated on the test set. The seed varies slowest: every arm runs with seed 0
-before any runs with seed 1, so an interrupted ablation holds complete pairs. `space.resolve_config`
-reads the arm back (`parse_arm`): the baseline's configuration with that one knob changed (momentum,
-which acts only under sgd, is reset to 0 when an arm moves the optimizer away from sgd).
+before any runs with seed 1, so an interrupted ablation holds complete pairs. `resolve_config` reads the
+arm back (`parse_arm`): the baseline's configuration with that one knob changed (momentum, which acts
+only under sgd, is reset to 0 when an arm moves the optimizer away from sgd). Arms' names and their
+reading live in spacefile.py beside `resolve_config`; space.load_space makes the compiled grid a Space.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import model as m
 from . import schema
-from .space import (_KNOB_KINDS, KNOBS, Space, SpaceError, _check_value, _hp_value, check_space_for_dataset,
-                    resolve_config, study_settings)
+from .spacefile import (ABLATABLE, BASELINE, BASELINE_KEYS, SET_BY_STUDY, SpaceError, StudySettings, check_value,
+                        hp_value, resolve_config, study_settings, value_text)
+from .spacefile import arm_name, parse_arm  # noqa: F401  (re-exported: an arm's name and its reading, beside the kind)
 from .variants import VARIANTS
 
-BASELINE = schema.ARM_BASELINE  # the arm that changes nothing
 SECTIONS = ("study", "baseline", "ablate")
-# Knobs an ablation sets itself: the seeds pair the arms, the study's epochs cap every arm.
-SET_BY_STUDY = {"seed": "study.seeds sets the seeds", "epochs": "study.epochs sets the epochs"}
-BASELINE_KEYS = tuple(k for k in KNOBS if k not in SET_BY_STUDY)  # variant included
-ABLATABLE = tuple(k for k in BASELINE_KEYS if k != "variant")
 # Settings an ablation compiles itself (max_trials too: arms x seeds).
 COMPILED = {"tuner": "grid", "test_eval": "all"}
-
-
-def value_text(knob: str, value: Any) -> str:
-    """A knob's value as an arm writes it: "relu", "5", "0.003", "true", "[120, 84]"."""
-    if knob == "dense_units":
-        return "[" + ", ".join(map(str, m.parse_widths(value))) + "]"
-    kind = _KNOB_KINDS.get(knob)
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is float:
-        return repr(float(value))
-    return str(value)
-
-
-def arm_name(knob: str, value: Any) -> str:
-    """The arm that sets `knob` to `value`: "<knob>=<value>" (schema.ARM's values)."""
-    return f"{knob}={value_text(knob, value)}"
-
-
-def parse_arm(arm: str) -> dict[str, Any]:
-    """The change an arm makes, {knob: value} ({} for the baseline); ConfigError for anything else."""
-    if arm == BASELINE:
-        return {}
-    knob, sep, text = str(arm).partition("=")
-    if not sep or knob not in ABLATABLE:
-        raise m.ConfigError(f"arm: {arm!r} is neither {BASELINE!r} nor '<knob>=<value>' of a knob")
-    kind = _KNOB_KINDS[knob]
-    try:
-        if knob == "dense_units":
-            return {knob: m.parse_widths(text.strip("[]"))}
-        if kind is bool:
-            return {knob: {"true": True, "false": False}[text]}
-        return {knob: kind(text) if kind in (int, float) else text}
-    except (KeyError, ValueError):
-        raise m.ConfigError(f"arm: {arm!r}: {text!r} is not a value of {knob}") from None
 
 
 @dataclass(frozen=True)
@@ -98,7 +59,8 @@ class Ablation:
         named = [(f"baseline.{knob}", self.baseline[knob])] if knob in self.baseline else []
         return named + [(f"ablate.{knob}", value) for value in self.ablate.get(knob, ())]
 
-    def describe(self, space: Space) -> str:
+    def describe(self, space) -> str:
+        """The ablation as `lenet-study space` prints it; `space`: the space.Space it was compiled into."""
         s, base = space.settings, self.configs[BASELINE]
         baseline = " ".join(f"{k}={v if k == 'variant' else value_text(k, v)}" for k, v in self.baseline.items())
         stopping = f"EarlyStopping patience {base.patience}" if base.patience else "EarlyStopping off"
@@ -156,12 +118,14 @@ def _baseline(path: Path, raw: Any) -> dict[str, Any]:
     for knob, value in raw.items():
         if knob not in BASELINE_KEYS:
             raise _not_a_knob(f"{path}: baseline.{knob}", knob, BASELINE_KEYS)
-        _check_value(f"{path}: baseline.{knob}", knob, value)
+        check_value(f"{path}: baseline.{knob}", knob, value)
     return dict(raw)
 
 
-def load_ablation(path: Path, data: bytes, doc: dict) -> Space:
-    """Check an ablation file (read by space.load_space) and compile it into a grid Space over seed x arm."""
+def compile_ablation(path: Path, doc: dict) -> tuple[StudySettings, dict[str, dict], Ablation]:
+    """Check an ablation file (read by space.load_space) and compile it into a grid over seed x arm: its
+    settings (max_trials arms x seeds), its knobs (the baseline's fixed, then seed, then arm) and the
+    Ablation it asked for, which space.load_space makes into a Space."""
     extra = set(doc) - set(SECTIONS)
     if "space" in extra:
         raise SpaceError(f"{path}: space: an ablation has no space section: it changes one knob of its "
@@ -174,7 +138,7 @@ def load_ablation(path: Path, data: bytes, doc: dict) -> Space:
     if not isinstance(raw, dict) or not raw:
         raise SpaceError(f"{path}: ablate: expected the knobs to change with their alternatives, "
                          f"e.g. activation: [sigmoid, tanh]; knobs: {', '.join(ABLATABLE)}")
-    fixed = {knob: _hp_value(knob, value) for knob, value in baseline.items()}
+    fixed = {knob: hp_value(knob, value) for knob, value in baseline.items()}
     try:
         base = resolve_config({**fixed, "seed": 0}, settings)
     except m.ConfigError as exc:
@@ -189,7 +153,7 @@ def load_ablation(path: Path, data: bytes, doc: dict) -> Space:
             raise SpaceError(f"{where}: expected a list of alternatives to the baseline's "
                              f"{value_text(knob, getattr(base, knob))}, got {alternatives!r}")
         for value in alternatives:
-            _check_value(where, knob, value)
+            check_value(where, knob, value)
             arm = arm_name(knob, value)
             if arm in configs:
                 raise SpaceError(f"{where}: {value!r} is listed twice; list each alternative once")
@@ -206,11 +170,5 @@ def load_ablation(path: Path, data: bytes, doc: dict) -> Space:
     knobs = {knob: {"type": "fixed", "value": value} for knob, value in baseline.items()}
     knobs["seed"] = {"type": "choice", "values": list(range(settings.seeds))}  # before the arm: it varies slowest
     knobs[schema.ARM] = {"type": "choice", "values": list(arms)}
-    space = Space(
-        path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
-        settings=dataclasses.replace(settings, max_trials=len(arms) * settings.seeds),
-        text=data.decode("utf-8", errors="replace"),
-        ablation=Ablation(baseline, ablate, settings.seeds, arms, configs),
-    )
-    check_space_for_dataset(space, space.settings)
-    return space
+    return (dataclasses.replace(settings, max_trials=len(arms) * settings.seeds), knobs,
+            Ablation(baseline, ablate, settings.seeds, arms, configs))

@@ -12,6 +12,7 @@ store (a tracking server over HTTP, the old file store) `sql_*` return None and 
 ways read the same study.
 
 This module is part of the door to MLflow: `tracking` re-exports it, and nothing else queries the store.
+`metric_histories` is the client's way, one run at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+
 from . import schema
+from .lazy import lazy
+from .store import client, scoped_uri
+
+mlflow = lazy("mlflow")
+pd = lazy("pandas")
+sqlalchemy = lazy("sqlalchemy")
 
 log = logging.getLogger("study.bulk")
 
@@ -41,8 +50,6 @@ def is_database(uri: str) -> bool:
 
 @contextlib.contextmanager
 def _engine(uri: str) -> Iterator[Any]:
-    import sqlalchemy
-
     engine = sqlalchemy.create_engine(uri)
     try:
         yield engine
@@ -55,9 +62,6 @@ def _read(conn, sql, **params) -> dict[str, Any]:
     inline (an experiment id and metric names) and run on the driver's own cursor: SQLAlchemy's Row
     objects, and pandas' row-wise constructor that inspects each, cost more than the query itself
     (8 s for a million rows here)."""
-    import numpy as np
-    import sqlalchemy
-
     binds = [sqlalchemy.bindparam(name, value, expanding=isinstance(value, list),
                                   type_=sqlalchemy.Integer if isinstance(value, int) else sqlalchemy.String)
              for name, value in params.items()]
@@ -76,8 +80,6 @@ def _read(conn, sql, **params) -> dict[str, Any]:
 
 def _with_nan(values, is_nan):
     """Metric values as floats, NaN where MLflow stored a NaN (as 0 with is_nan set)."""
-    import numpy as np
-
     out = values.astype(float)
     out[is_nan.astype(bool)] = np.nan
     return out
@@ -105,9 +107,6 @@ def sql_runs_frame(uri: str, experiment_id: str):
 
 def _wide(index, long: dict, values, missing, dtype) -> dict[str, Any]:
     """{key: one value per run of `index`} from (run_uuid, key, value) rows; `missing` where a run has none."""
-    import numpy as np
-    import pandas as pd
-
     if not len(values):
         return {}
     rows = index.get_indexer(long["run_uuid"])
@@ -119,9 +118,6 @@ def _wide(index, long: dict, values, missing, dtype) -> dict[str, Any]:
 
 
 def _assemble(runs: dict, parts: dict):
-    import numpy as np
-    import pandas as pd
-
     # MLflow's order: newest first, then by run id.
     order = np.lexsort((runs["run_uuid"].astype(str), -runs["start_time"].astype("int64")))
     runs = {key: values[order] for key, values in runs.items()}
@@ -154,9 +150,6 @@ def sql_history_frame(uri: str, experiment_id: str, metrics: Iterable[str] = sch
     store is not a database or its tables cannot be read as MLflow's."""
     if not is_database(uri):
         return None
-    import numpy as np
-    import pandas as pd
-
     sql = (f"SELECT run_uuid, key, step, value, is_nan FROM metrics WHERE run_uuid IN ({_ACTIVE_RUNS}) "
            "AND key IN :keys ORDER BY run_uuid, key, timestamp, step, value")
     try:
@@ -174,10 +167,6 @@ def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000, bulk: b
     """Every run of an experiment as MLflow's own DataFrame (`mlflow.search_runs`: params.*, metrics.*,
     tags.* columns), read from the store at `uri`: from a database store's tables in four queries
     (`sql_runs_frame`), else (or with bulk=False) through `mlflow.search_runs`."""
-    import mlflow
-
-    from .tracking import scoped_uri
-
     frame = sql_runs_frame(uri, experiment_id) if bulk else None
     if frame is not None:
         return frame
@@ -185,15 +174,16 @@ def runs_frame(uri: str, experiment_id: str, max_results: int = 100_000, bulk: b
         return mlflow.search_runs(experiment_ids=[experiment_id], max_results=max_results)
 
 
+def metric_histories(c, run_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS) -> list[tuple[int, str, float]]:
+    """(step, metric, value) for every logged point of `metrics` in one run."""
+    return [(int(m.step), metric, float(m.value)) for metric in metrics for m in c.get_metric_history(run_id, metric)]
+
+
 def history_frame(uri: str, experiment_id: str, run_ids: Iterable[str],
                   metrics: Iterable[str] = schema.HISTORY_METRICS, bulk: bool = True):
     """DataFrame(run_id, metric, step, value) of every logged point of `metrics` in the runs `run_ids` of
     an experiment: one query on a database store (`sql_history_frame`), else (or with bulk=False) one
     `get_metric_history` call per run and metric."""
-    import pandas as pd
-
-    from .tracking import client, metric_histories
-
     run_ids, metrics = list(run_ids), list(metrics)
     frame = sql_history_frame(uri, experiment_id, metrics) if bulk else None
     if frame is not None:
@@ -226,8 +216,6 @@ def copy_runs(uri: str, copies: list[RunCopy], *, chunk: int = 1000,
     under a new run id, with the copy's name, changed tags and shifted times. One transaction per `chunk`
     copies; `progress(done, total)` after each. Returns the new run ids. For building large stores
     quickly (MLflow's client would take a round trip per run); the store must be a database."""
-    import sqlalchemy
-
     if not is_database(uri):
         raise ValueError(f"copy_runs needs a database store, not {uri}")
     sources = sorted({c.source for c in copies})
@@ -283,8 +271,6 @@ def relocate_artifacts(uri: str, experiment_id: str, root: str) -> int:
     """Point every run of an experiment in the database store at `uri` to its own folder under `root`
     (<root>/<run id>/artifacts), so that a copy of a store writes its artifacts (the report's files) there
     and not into the store it was copied from. Returns the runs moved."""
-    import sqlalchemy
-
     if not is_database(uri):
         raise ValueError(f"relocate_artifacts needs a database store, not {uri}")
     with _engine(uri) as engine, engine.begin() as conn:

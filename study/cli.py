@@ -8,32 +8,36 @@ import os
 import sys
 from pathlib import Path
 
+from . import tracking
+from .bench import run_bench
+from .errors import StudyError
+from .lazy import lazy
+from .model import build_lenet, count_params
+from .parallel.chief import launch
+from .parallel.worker import WorkerRequest, run_worker
+from .predict import predict_image
 from .quiet import quiet_startup
+from .report import (ReportError, findings_markers, include_findings, list_studies, load_study, run_notebooks,
+                     write_report)
+from .search import StudyRequest, load_space_with_overrides, run_search
+from .space import load_space
+from .train import train_one
+from .variants import VARIANTS, get_variant
 
-# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+# Quiet TensorFlow's C++ start-up chatter before anything imports it (nothing above does: TensorFlow,
+# keras-tuner and MLflow load on first use, through study/lazy.py).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
+tuner_module = lazy("study.tuner")  # set_debug, for -v; importing keras-tuner starts TensorFlow
 
-def _user_errors():
-    """Exceptions that mean the user asked for something we cannot do: one line, no traceback."""
-    from .bench import BenchError
-    from .data import DataError
-    from .model import ConfigError
-    from .predict import PredictError
-    from .report import ReportError
-    from .search import SearchError
-    from .space import SpaceError
-    from .tracking import StoreUnavailable, StoreURIError
-    from .train import TrainError
-    from .variants import UnknownVariant
-
-    return (DataError, ConfigError, SpaceError, UnknownVariant, SearchError, TrainError, ReportError, PredictError,
-            BenchError, StoreUnavailable, StoreURIError, UsageError, FileNotFoundError)
+# What the user asked for and cannot have: one line, no traceback (-v shows it). Every error of ours is a
+# StudyError; a file named on the command line that is not there is Python's own.
+USER_ERRORS = (StudyError, FileNotFoundError)
 
 
-class UsageError(ValueError):
+class UsageError(StudyError, ValueError):
     """A flag that names something unusable (a file where a folder goes); one line for the user."""
 
 
@@ -50,19 +54,13 @@ def check_folder(flag: str, value) -> None:
 
 
 def cmd_variants(args) -> int:
-    from .variants import VARIANTS, get_variant
-
     if args.name:
-        from .model import build_lenet
-
         variant = get_variant(args.name)
         model = build_lenet(variant.config)
         print(f"{variant.name}: {variant.recipe}")
         model.summary(print_fn=lambda line, *a, **k: print(line))
         return 0
     rows = [("name", "dataset", "recipe", "params", "reported")]
-    from .model import count_params
-
     for v in VARIANTS.values():
         reported = f"{v.reported:.4f} ({v.reported_as})" if v.reported is not None else v.reported_as
         rows.append((v.name, v.dataset, v.recipe, f"{count_params(v.config):,}", reported))
@@ -73,16 +71,12 @@ def cmd_variants(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from .space import load_space
-
     print(load_space(args.file).describe())
     return 0
 
 
 def study_request(args):
     """The one request object for `search`, from its flags."""
-    from .search import StudyRequest, load_space_with_overrides
-
     space, settings = load_space_with_overrides(
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
         executions_per_trial=args.executions_per_trial, seed=args.seed,
@@ -93,21 +87,14 @@ def study_request(args):
 
 
 def cmd_search(args) -> int:
-    from .tracking import check_store
-
     request = study_request(args)
-    check_store(request.tracking_uri)  # a bad URI or a silent server: one line before the data loads
-    if request.parallel:
-        from .parallel.chief import launch as run
-    else:
-        from .search import run_search as run
+    tracking.check_store(request.tracking_uri)  # a bad URI or a silent server: one line before the data loads
+    run = launch if request.parallel else run_search
     print(run(request).done_line())
     return 0
 
 
 def cmd_worker(args) -> int:
-    from .parallel.worker import WorkerRequest, run_worker
-
     check_folder("--log-dir", args.log_dir)
     return run_worker(WorkerRequest(
         oracle=args.oracle, study=args.study, space=args.space, parent_run_id=args.parent_run_id,
@@ -116,41 +103,30 @@ def cmd_worker(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_image
-
     result = predict_image(args.image, study=args.study, run_id=args.run, invert=args.invert, model_uri=args.model)
     print(result.text())
     return 0
 
 
 def cmd_train(args) -> int:
-    from .train import train_one
-
     train_one(variant=args.variant, run_id=args.run, dataset=args.dataset, epochs=args.epochs,
               data_dir=args.data_dir, save=args.save, seed=args.seed)
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import list_studies, load_study, run_notebooks, write_report
-    from .tracking import check_store
-
     check_folder("--out", args.out)
     if args.results and not Path(args.results).is_file():
         raise UsageError(f"--results {args.results}: no such file; give the page whose findings blocks to fill")
-    check_store(must_exist=True)
+    tracking.check_store(must_exist=True)
     studies = args.studies or list_studies()
     if not studies:
-        from .report import ReportError
-
         raise ReportError("no studies in the MLflow store yet; run `make search` first")
     for study in studies:
         runs = load_study(study)  # once: the report and its notebooks share it
         out = write_report(study, out_root=args.out, runs=runs)
         print(f"{study}: wrote {out}/report.md and report.html")
         if args.results:
-            from .report import findings_markers, include_findings
-
             # The figures go beside the page (docs/figures/), where the docs site serves them.
             if include_findings(args.results, study, out, Path(args.results).parent / "figures"):
                 print(f"{study}: findings copied into {args.results}")
@@ -165,8 +141,6 @@ def cmd_report(args) -> int:
 
 def cmd_ui(args) -> int:
     """Print the link to the latest study's runs table, then become `mlflow ui` on the same store."""
-    from . import tracking
-
     uri = tracking.check_store()
     latest = tracking.latest_study(tracking.client(uri))
     base = f"http://{args.host}:{args.port}"
@@ -182,8 +156,6 @@ def cmd_ui(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-
     return run_bench(args)
 
 
@@ -325,15 +297,13 @@ def _run(args) -> int:
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
     logging.getLogger("study").setLevel(logging.INFO)
     if args.verbose and args.command in ("search", "worker"):
-        from .tuner import set_debug
-
-        set_debug(True)
+        tuner_module.set_debug(True)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("lenet-study: interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         if args.verbose:
             raise
         message = str(exc)

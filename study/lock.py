@@ -20,15 +20,16 @@ import time
 import uuid
 from pathlib import Path
 
+from .errors import SearchError
 from .files import write_atomic
-from .search import TUNER_DIRNAME, SearchError
+from .paths import tuner_root
 
 LEASE_S = 120.0  # a holder on another host that has not renewed for this long is gone
 RENEW_S = 30.0
 
 
 def lock_path(log_dir: str | os.PathLike, study: str) -> Path:
-    return Path(log_dir) / TUNER_DIRNAME / f".{study}.lock"
+    return tuner_root(log_dir) / f".{study}.lock"
 
 
 def _read(path: Path) -> dict | None:

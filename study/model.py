@@ -9,96 +9,27 @@ the flat parameter dict of an MLflow run, rebuilds a trial exactly.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-POOLINGS = ("avg", "max")
-PADDINGS = ("same", "valid")
-KERNEL_SIZES = (3, 5)
-C5_KINDS = ("conv", "dense")
-OUTPUTS = ("softmax", "sigmoid", "logits")
-LOSSES = ("crossentropy", "mse")
-OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
-# How raw 0-255 pixels are mapped before C1, inside the model.
-INPUT_SCALINGS = {"unit": (1 / 255.0, 0.0), "symmetric": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
-# Training-time augmentation, as named levels: (translation as a fraction of the side, rotation in
-# turns, zoom as a fraction, horizontal flip). Keras preprocessing layers, active only in training.
-# "flip-shift" is for Fashion-MNIST: a mirrored digit is another symbol (space.py refuses it on digits).
-AUGMENTS: dict[str, tuple[float, float, float, bool]] = {
-    "none": (0.0, 0.0, 0.0, False),
-    "shift": (0.1, 0.0, 0.0, False),
-    "shift-rotate": (0.1, 0.04, 0.0, False),
-    "shift-rotate-zoom": (0.1, 0.04, 0.1, False),
-    "flip-shift": (0.1, 0.0, 0.0, True),
-}
-# Learning-rate schedules over the whole fit (steps = epochs x batches per epoch):
-#   constant; cosine: linear warm-up over the first `warmup` fraction of steps to learning_rate, then
-#   cosine decay to 0; onecycle: linear rise from learning_rate/25 over 30% of the steps, then cosine
-#   decay to learning_rate/25,000 (Smith's one-cycle, Keras's CosineDecay); plateau: halve the rate
-#   when val_loss has not improved for an epoch (keras.callbacks.ReduceLROnPlateau, added by the fit).
-LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
-ONECYCLE_RISE = 0.3
+import numpy as np
 
+from .errors import StudyError
+from .knobs import (ACTIVATIONS, AUGMENTS, C5_KINDS, INPUT_SCALINGS, KERNEL_SIZES, KNOB_RANGES, KNOB_REQUIRES, LOSSES,
+                    LR_SCHEDULES, OPTIMIZERS, OUTPUTS, PADDINGS, POOLINGS)
+from .lazy import lazy
 
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric knob may take: [low, high], either end open, whole numbers only if `integer`."""
+keras = lazy("keras")  # importing it starts TensorFlow (seconds); the CLI's checks need none of it
 
-    low: float
-    high: float
-    integer: bool = False
-    low_open: bool = False
-    high_open: bool = False
-
-    def holds(self, value: Any) -> bool:
-        kind = numbers.Integral if self.integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-            return False
-        above = self.low < value if self.low_open else self.low <= value
-        below = value < self.high if self.high_open else value <= self.high
-        return above and below
-
-    def __str__(self) -> str:
-        return f"{'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-
-    def allowed(self) -> str:
-        return f"{'an integer' if self.integer else 'a number'} in {self}"
-
-
-# The values every numeric knob may take: one table that LeNetConfig and space files (space.py) both
-# read, and the study's epochs, patience and seed (StudySettings) too. Values inside run; a diverging
-# learning rate is a result (a NaN trial), so its bound is far above any useful rate.
-KNOB_RANGES = {
-    "c1_filters": Range(1, 512, integer=True),
-    "c3_filters": Range(1, 512, integer=True),
-    "c5_units": Range(1, 4096, integer=True),
-    "dense_units": Range(1, 4096, integer=True),  # each width
-    "learning_rate": Range(0, 1_000_000, low_open=True),
-    "momentum": Range(0.0, 1.0, high_open=True),
-    "batch_size": Range(1, 65536, integer=True),
-    "epochs": Range(1, 10_000, integer=True),
-    "patience": Range(0, 10_000, integer=True),
-    "seed": Range(0, 2**31 - 1, integer=True),
-    "dropout": Range(0.0, 0.9),
-    "warmup": Range(0.0, 0.5),
-    "weight_decay": Range(0.0, 0.1),
-    "label_smoothing": Range(0.0, 0.5),
-}
-# Knobs that act only under another knob's value: knob -> (that knob, its values, what to say when it is
-# set without them). A zero value is always allowed (it is the knob switched off).
-KNOB_REQUIRES = {
-    "momentum": ("optimizer", ("sgd",), "only sgd takes momentum"),
-    "label_smoothing": ("loss", ("crossentropy",), "only the crossentropy loss takes it"),
-}
+ONECYCLE_RISE = 0.3  # onecycle's rise: this fraction of the steps (knobs.LR_SCHEDULES)
 
 INPUT_SHAPE = (28, 28, 1)  # LeNet-5's input on MNIST; build_lenet takes the data's own shape
 NUM_CLASSES = 10
 
 
-class ConfigError(ValueError):
+class ConfigError(StudyError, ValueError):
     """A knob value, or a combination of them, that cannot make a LeNet-5."""
 
 
@@ -117,17 +48,12 @@ def check_knob(name: str, value: Any) -> None:
 def field_types(cls) -> dict[str, Any]:
     """name -> resolved type of each field of a dataclass (`from __future__ import annotations` leaves the
     annotations as strings): int, float, str, `int | None`, `tuple[int, ...]`. The one reader of field types."""
-    import typing
-
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def scalar_type(tp: Any) -> type | None:
     """int, float, str or bool for a field type (`int | None` -> int); None for anything else."""
-    import types
-    import typing
-
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         tp = args[0] if len(args) == 1 else None
@@ -311,15 +237,7 @@ def count_params(config: LeNetConfig) -> int:
     return count
 
 
-def _keras():
-    import keras  # deferred: importing TensorFlow takes seconds, the CLI's checks need none of it
-
-    return keras
-
-
 def _one_hot_mse_class():
-    keras = _keras()
-
     @keras.saving.register_keras_serializable(package="lenet_study")
     class OneHotMeanSquaredError(keras.losses.Loss):
         """Mean squared error between one-hot integer labels and the 10 outputs."""
@@ -348,8 +266,6 @@ def one_hot_mse():
 
 
 def _smoothed_crossentropy_class():
-    keras = _keras()
-
     @keras.saving.register_keras_serializable(package="lenet_study")
     class SmoothedSparseCrossentropy(keras.losses.Loss):
         """Crossentropy against one-hot integer labels smoothed by `label_smoothing` (Keras's sparse
@@ -393,7 +309,6 @@ def register_custom_objects() -> None:
 
 def learning_rate(config: LeNetConfig, steps_per_epoch: int | None = None):
     """The optimizer's learning rate: a number, or a schedule over config.epochs x steps_per_epoch steps."""
-    keras = _keras()
     lr = config.learning_rate
     if config.lr_schedule in ("constant", "plateau"):
         return lr
@@ -412,7 +327,6 @@ def learning_rate(config: LeNetConfig, steps_per_epoch: int | None = None):
 
 
 def make_optimizer(config: LeNetConfig, steps_per_epoch: int | None = None):
-    keras = _keras()
     lr = learning_rate(config, steps_per_epoch)
     decay = {"weight_decay": config.weight_decay} if config.weight_decay else {}
     if config.optimizer == "sgd":
@@ -426,7 +340,7 @@ def make_optimizer(config: LeNetConfig, steps_per_epoch: int | None = None):
 
 def augmentation_layers(config: LeNetConfig) -> list:
     """The augment level's Keras preprocessing layers (active only in training), seeded by config.seed."""
-    layers = _keras().layers
+    layers = keras.layers
     translate, rotate, zoom, flip = AUGMENTS[config.augment]
     out = []
     if flip:
@@ -449,7 +363,6 @@ def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] 
     `steps_per_epoch` (batches per epoch) sizes a cosine or one-cycle schedule; `steps_per_execution`
     runs that many batches per call into TensorFlow (faster on a CPU; callbacks still see every epoch)."""
     config = config or LeNetConfig()
-    keras = _keras()
     layers = keras.layers
     act = config.activation
     pool = layers.AveragePooling2D if config.pooling == "avg" else layers.MaxPooling2D
@@ -506,8 +419,6 @@ def build_lenet(config: LeNetConfig | None = None, input_shape: tuple[int, ...] 
 
 def probabilities(model, x):
     """Class probabilities whatever the output layer (softmax, sigmoid or logits)."""
-    import numpy as np
-
     out = np.asarray(model.predict(x, verbose=0), dtype="float64")
     last = model.layers[-1]
     activation = getattr(getattr(last, "activation", None), "__name__", "")

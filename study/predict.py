@@ -17,13 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from . import schema
+from . import schema, tracking
+from .errors import StudyError
+from .lazy import lazy
+from .model import probabilities, register_custom_objects
+
+keras = lazy("keras")
+mlflow_exceptions = lazy("mlflow.exceptions")
 
 MODEL_FILE = schema.MODEL_FILE
 
 
-class PredictError(Exception):
+class PredictError(StudyError):
     """A missing image, study or run; one line for the user."""
 
 
@@ -47,8 +54,6 @@ MAX_IMAGE_PIXELS = 50_000_000
 def load_image(path: str | Path, invert: bool = False) -> np.ndarray:
     """A (1, 28, 28, 1) uint8 array from any image file PIL can read (a regular file, at most
     MAX_IMAGE_PIXELS pixels: a FIFO or a device would block the read, a huge image fill the memory)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise PredictError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
@@ -78,8 +83,6 @@ MODEL_URI_SCHEMES = ("models:/", "runs:/")
 
 def find_model_run(study: str | None = None, run_id: str | None = None, tracking_uri: str | None = None) -> str:
     """The parent run whose best model to use: the given run, or the study's latest with a model."""
-    from . import tracking
-
     c = tracking.client(tracking_uri)
     if run_id:
         try:
@@ -107,11 +110,6 @@ def find_model_run(study: str | None = None, run_id: str | None = None, tracking
 
 
 def load_best_model(run_id: str, tracking_uri: str | None = None):
-    import keras
-
-    from . import tracking
-    from .model import register_custom_objects
-
     c = tracking.client(tracking_uri)
     register_custom_objects()
     path = c.download_artifacts(run_id, MODEL_FILE)
@@ -120,18 +118,13 @@ def load_best_model(run_id: str, tracking_uri: str | None = None):
 
 def load_model_uri(model_uri: str, tracking_uri: str | None = None):
     """A model by MLflow URI: models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/best_model."""
-    from mlflow.exceptions import MlflowException
-
-    from . import tracking
-    from .model import register_custom_objects
-
     if not model_uri.startswith(MODEL_URI_SCHEMES) or model_uri.rstrip("/") in MODEL_URI_SCHEMES:
         raise PredictError(f"--model {model_uri!r}: give an MLflow model URI: models:/NAME@ALIAS, "
                            f"models:/NAME/VERSION or runs:/RUN_ID/{schema.MODEL_NAME}")
     register_custom_objects()
     try:
         return tracking.load_keras_model(model_uri, tracking_uri)
-    except (MlflowException, OSError, ValueError) as exc:
+    except (mlflow_exceptions.MlflowException, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PredictError(f"--model {model_uri}: cannot load it from "
                            f"{tracking.tracking_uri(tracking_uri)} ({reason[:200]})") from None
@@ -143,8 +136,6 @@ def choose_model(study: str | None = None, run_id: str | None = None, model_uri:
     default the study's champion (the registered version its latest search chose) where one exists,
     else the best model of its latest finished search; the study is the given one or the newest with
     a best model."""
-    from . import tracking
-
     if model_uri:
         return model_uri, None, model_uri
     if run_id:
@@ -163,11 +154,8 @@ def choose_model(study: str | None = None, run_id: str | None = None, model_uri:
 
 def predict_image(image: str, study: str | None = None, run_id: str | None = None, invert: bool = False,
                   tracking_uri: str | None = None, model_uri: str | None = None) -> Prediction:
-    from .model import probabilities
-    from .tracking import check_store
-
     pixels = load_image(image, invert=invert)
-    check_store(tracking_uri, must_exist=True)
+    tracking.check_store(tracking_uri, must_exist=True)
     uri, run, source = choose_model(study, run_id, model_uri, tracking_uri)
     model = load_model_uri(uri, tracking_uri) if uri else load_best_model(run, tracking_uri)
     probs = probabilities(model, pixels)[0]

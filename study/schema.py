@@ -40,6 +40,8 @@ metrics and tags, plus TEST_ACCURACY; then the parent's TEST_ACCURACY, best mode
           in HOST): EPOCH_SECONDS, and unless measuring failed INFERENCE_MS and INFERENCE_IPS.
 """
 
+from .files import folder_name
+
 # --------------------------------------------------------------------------- tags
 ROLE = "lenet.role"
 STUDY = "lenet.study"
@@ -129,8 +131,6 @@ CHAMPION_ALIAS = "champion"
 def registered_model_name(study: str) -> str:
     """The registered model a study's searches add versions to (the study's name as its folder name:
     the name itself, for every name a search accepts)."""
-    from .files import folder_name
-
     return f"{REGISTERED_MODEL_PREFIX}{folder_name(study)}"
 SPACE_DIR = "space"
 REPORT_DIR = "report"

@@ -15,28 +15,41 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import math
 import shlex
+import shutil
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import schema
+from . import schema, tracking
+from .cost import trained_cost
+from .data import prepare_data
+from .devices import describe_devices
+from .errors import SearchError
 from .files import full_path, is_disk_full, name_problem, write_atomic
-from .space import Space, StudySettings
+from .lazy import lazy
+from .lock import StudyLock
+from .model import LeNetConfig, count_params
+from .paths import study_folder, tuner_root
+from .space import Space, StudySettings, check_space_for_dataset, load_space
+from .state import repair_tuner_state, replay_trials
+
+# The keras-tuner side (study/tuner.py subclasses keras-tuner's classes as it is imported): loaded when a
+# study opens its tuner, so that `lenet-study search` refuses bad flags before TensorFlow starts.
+keras = lazy("keras")
+tensorflow = lazy("tensorflow")
+kt_compat = lazy("study.kt_compat")
+tuner_module = lazy("study.tuner")
 
 log = logging.getLogger("study.search")
 
-TUNER_DIRNAME = ".keras-tuner"
 FINISHED_FILE = "finished.json"  # in the tuner folder: the search ended and its test figure was taken
-
-
-class SearchError(RuntimeError):
-    """A study that cannot run as asked; one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -112,20 +125,13 @@ def study_name(space: Space, settings: StudySettings, study: str | None = None) 
     return study or default_study_name(space, settings)
 
 
-def study_folder(log_dir: str | Path, study: str) -> Path:
-    """The study's tuner folder, logs/.keras-tuner/<study>/ (what a resume reads)."""
-    return Path(log_dir) / TUNER_DIRNAME / study
-
-
 def remove_study_folder(log_dir: str | Path, study: str) -> None:
     """--fresh: remove the study's tuner folder, and nothing else: never a link, nor a folder that
     resolves anywhere but <log_dir>/.keras-tuner/<study>."""
-    import shutil
-
     folder = study_folder(log_dir, study)
     if not folder.exists() and not folder.is_symlink():
         return
-    root = (Path(log_dir) / TUNER_DIRNAME).resolve()
+    root = tuner_root(log_dir).resolve()
     if name_problem(study) or folder.is_symlink() or folder.resolve() != root / study or not folder.is_dir():
         raise SearchError(f"--fresh: {folder} is not study {study!r}'s own folder in {root} (a link, or not a "
                           "folder): left as it is; remove it yourself to start over")
@@ -161,8 +167,6 @@ def finished_result(request: StudyRequest) -> SearchResult | None:
     """The recorded result when this request would run a study that has finished again: same search, and
     max_trials not raised. Running it would only read the test set again and register the same model
     again, so the caller changes nothing. Reads only the tuner folder (no store, no data)."""
-    from . import tracking
-
     project_dir = study_folder(request.log_dir, request.name)
     if request.fresh:
         return None
@@ -185,8 +189,6 @@ def finished_result(request: StudyRequest) -> SearchResult | None:
 def check_resume(request: StudyRequest, data_digest: str | None = None) -> None:
     """Refuse to resume a study whose trials ran with another space file, other defining settings or
     other data than this request's (recorded on the current search's latest parent run). Reads only."""
-    from . import tracking
-
     project_dir = study_folder(request.log_dir, request.name)
     marker = project_dir / "search_id"
     if request.fresh or not marker.exists() or not any(project_dir.glob("trial_*/trial.json")):
@@ -213,8 +215,6 @@ def check_resume(request: StudyRequest, data_digest: str | None = None) -> None:
 @contextlib.contextmanager
 def claim_study(request: StudyRequest):
     """Before anything is changed: the study's lock (one chief at a time), then the resume check."""
-    from .lock import StudyLock
-
     with StudyLock(request.log_dir, request.name):
         check_resume(request)
         yield
@@ -241,15 +241,11 @@ def guard_trials(tuner, tracker, log_dir: str | Path, echo=print) -> None:
     """Two guards around each trial of this tuner instance (keras-tuner's classes stay as they are): a trial
     whose run finished but whose process ended before the oracle heard is reported from its run, not
     trained (and logged) again; and no trial starts on a device with almost no space left."""
-    import errno
-    import shutil
-
-    from .tuner import DiskFull, store_loss_stops_the_search
-
     run_trial = tuner.run_trial
 
     def guarded_run_trial(trial, *args, **kwargs):
-        with store_loss_stops_the_search():  # a store that stays away stops the search; the trial waits
+        # A store that stays away stops the search; the trial waits.
+        with tuner_module.store_loss_stops_the_search():
             done = tracker.completed_run_of_trial(trial.trial_id)
         if done is not None and schema.BEST_VAL_ACCURACY in done.data.metrics:
             echo(f"trial {trial.trial_id} already finished (run {done.info.run_id}): reporting it, not re-running")
@@ -258,7 +254,7 @@ def guard_trials(tuner, tracker, log_dir: str | Path, echo=print) -> None:
             return {schema.OBJECTIVE: done.data.metrics[schema.BEST_VAL_ACCURACY]}
         free = shutil.disk_usage(log_dir).free
         if free < MIN_FREE_BYTES:
-            raise DiskFull(f"trial {trial.trial_id} not started") from OSError(
+            raise tuner_module.DiskFull(f"trial {trial.trial_id} not started") from OSError(
                 errno.ENOSPC, f"No space left on device ({free // 2**20} MB free)", str(Path(log_dir).resolve()))
         return run_trial(trial, *args, **kwargs)
 
@@ -288,11 +284,6 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     into it, so build the tuner with overwrite=False. A resume on other data is refused before the
     parent run starts.
     """
-    from . import tracking
-    from .data import prepare_data
-    from .devices import describe_devices
-    from .state import repair_tuner_state
-
     space, settings, study = request.space, request.settings, request.name
     log_dir = Path(request.log_dir)
     project_dir = study_folder(log_dir, study)
@@ -347,14 +338,12 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
 def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, echo=print):
     """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh),
     its trials guarded (guard_trials)."""
-    from .state import replay_trials
-    from .tuner import LeNetHyperModel, make_tuner
-
     settings = request.settings
-    tuner = make_tuner(
-        settings.tuner, hypermodel=LeNetHyperModel(settings, opened.ds.input_shape, len(opened.train[1])),
+    hypermodel = tuner_module.LeNetHyperModel(settings, opened.ds.input_shape, len(opened.train[1]))
+    tuner = tuner_module.make_tuner(
+        settings.tuner, hypermodel=hypermodel,
         hyperparameters=request.space.hyperparameters(), settings=settings, tracker=opened.tracker,
-        progress=progress, directory=str(opened.log_dir / TUNER_DIRNAME), project_name=opened.study,
+        progress=progress, directory=str(tuner_root(opened.log_dir)), project_name=opened.study,
         overwrite=False, start=request.space.start_values(),
     )
     replay_trials(tuner, opened.project_dir)  # an oracle.json that open_study found damaged: from the trial files
@@ -364,23 +353,17 @@ def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, 
 
 def search_callbacks(log_dir: str | Path, study: str) -> list:
     """The callbacks every trial gets, in one process or in a worker."""
-    import keras
-
-    from .tuner import TensorBoard
-
     return [
-        TensorBoard(log_dir=str(Path(log_dir) / study), write_graph=True, histogram_freq=0),
+        tuner_module.TensorBoard(log_dir=str(Path(log_dir) / study), write_graph=True, histogram_freq=0),
         keras.callbacks.TerminateOnNaN(),
     ]
 
 
 def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
     """Set the progress line's totals and say what a resumed study keeps."""
-    from .tuner import expected_trials, planned_trial_epochs, trial_counts
-
-    done_before = trial_counts(tuner.oracle).finished
-    progress.total = expected_trials(tuner, request.settings, request.space.size())
-    progress.trial_epochs = planned_trial_epochs(tuner, request.settings, progress.total)
+    done_before = tuner_module.trial_counts(tuner.oracle).finished
+    progress.total = tuner_module.expected_trials(tuner, request.settings, request.space.size())
+    progress.trial_epochs = tuner_module.planned_trial_epochs(tuner, request.settings, progress.total)
     progress.final_epochs = request.settings.final_epochs
     progress.done = done_before
     if done_before:
@@ -389,8 +372,6 @@ def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
 
 def run_search(request: StudyRequest, echo=print) -> SearchResult:
     """`lenet-study search SPACE` with one worker: every trial in this process."""
-    from .tuner import Progress, gc_frozen
-
     with no_space_as_error(request.log_dir), claim_study(request):
         finished = finished_result(request)
         if finished is not None:
@@ -398,10 +379,11 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
         opened = open_study(request, echo=echo)
         (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
         with opened.tracker.parent_status(), interrupt_note(echo):
-            progress = Progress(None, echo=echo)
+            progress = tuner_module.Progress(None, echo=echo)
             tuner = make_study_tuner(request, opened, progress, echo)
             announce_resume(tuner, progress, request, echo)
-            with gc_frozen():  # keras-tuner's two collections per model build then skip the libraries and the data
+            # keras-tuner's two collections per model build then skip the libraries and the data
+            with tuner_module.gc_frozen():
                 tuner.search(x_tr, y_tr, validation_data=(x_val, y_val),
                              callbacks=search_callbacks(opened.log_dir, opened.study), verbose=0)
                 return finish_study(tuner, opened, request.settings, echo)
@@ -429,11 +411,8 @@ def finish_study(tuner, opened: OpenedStudy, settings: StudySettings, echo=print
 
 
 def _finish(tuner, opened: OpenedStudy, settings: StudySettings, echo, ui_uri: str | None) -> SearchResult:
-    from . import tracking
-    from .tuner import trial_counts
-
     tracker = opened.tracker
-    counts = trial_counts(tuner.oracle)
+    counts = tuner_module.trial_counts(tuner.oracle)
     trials = sorted(_finished_trials(tuner), key=lambda t: t.score, reverse=True)
     result = SearchResult(tracker.study, tracker.experiment_id, tracker.parent_run_id, None, None, None,
                           counts.completed, counts.failed, tracking.ui_link(ui_uri or tracker.uri, tracker.experiment_id))
@@ -471,15 +450,12 @@ def _checkpoint_problem(tuner, trial) -> str | None:
 
 
 def _finished_trials(tuner):
-    from .kt_compat import TrialStatus
-
-    return [t for t in tuner.oracle.trials.values() if t.status == TrialStatus.COMPLETED and t.score is not None]
+    completed = kt_compat.TrialStatus.COMPLETED
+    return [t for t in tuner.oracle.trials.values() if t.status == completed and t.score is not None]
 
 
 def _checkpoint(tuner, trial_id: str) -> str:
-    from .kt_compat import checkpoint_path
-
-    return checkpoint_path(tuner, trial_id)
+    return kt_compat.checkpoint_path(tuner, trial_id)
 
 
 def _evaluate_on_test(tuner, trials, opened: OpenedStudy, settings: StudySettings, result: SearchResult, echo) -> None:
@@ -523,32 +499,27 @@ def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
     """The best trial's configuration trained settings.final_epochs epochs on the same split (no early
     stopping: a schedule runs to its end), recorded as its own run (ROLE_FINAL); returns (model, run
     id, (test accuracy, test loss))."""
-    import keras
-
-    from .cost import trained_cost
-    from .model import LeNetConfig, count_params
-    from .tracking import summarise
-    from .tuner import TensorBoard, build_trial_model, fit_model, knob_text
-
     tracker, ds = opened.tracker, opened.ds
     (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
     config = LeNetConfig.from_params(best_run.data.params).replace(epochs=settings.final_epochs, patience=0)
     trial_id = best_run.data.tags.get(schema.TRIAL_ID, "?")
-    label = f"trial {trial_id}'s configuration, {config.epochs} epochs: {knob_text(config)}"
+    label = f"trial {trial_id}'s configuration, {config.epochs} epochs: {tuner_module.knob_text(config)}"
     echo(f"final: training {label}")
     run_id = tracker.start_trial(schema.FINAL_TRIAL_ID, config.to_params(), label=label, role=schema.ROLE_FINAL)
     started = time.monotonic()
     try:
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed)
-        model = build_trial_model(config, ds.input_shape, len(y_tr))
-        board = TensorBoard(log_dir=str(opened.log_dir / opened.study / schema.FINAL_TRIAL_ID), write_graph=False)
-        history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val), callbacks=[board])
+        model = tuner_module.build_trial_model(config, ds.input_shape, len(y_tr))
+        board = tuner_module.TensorBoard(log_dir=str(opened.log_dir / opened.study / schema.FINAL_TRIAL_ID),
+                                         write_graph=False)
+        history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
+                                         callbacks=[board])
         test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
     except BaseException:
         tracker.kill_trial(run_id)
         raise
-    summary = summarise([history], config.epochs)
+    summary = tracking.summarise([history], config.epochs)
     wall = time.monotonic() - started
     cost = trained_cost([history], "final run", model)  # latency and seconds per epoch, as for every trial
     tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": wall,
@@ -561,12 +532,10 @@ def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
 
 def _log_best_model(tracker, model, example) -> str:
     """The best model on the parent run, loadable with keras and with mlflow; returns its model URI."""
-    import keras
-    import tensorflow as tf
-
     # The checkpoint restored weights only; build the optimizer's slots so the saved file loads cleanly.
     model.optimizer.build(model.trainable_variables)
-    return tracker.log_best_model(model, example, [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
+    return tracker.log_best_model(model, example,
+                                  [f"keras=={keras.__version__}", f"tensorflow=={tensorflow.__version__}"])
 
 
 def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, provenance, echo,
@@ -582,12 +551,10 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
         tags[schema.BEST_TRIAL_RUN_ID] = best_run.info.run_id
     if final_run is not None:
         tags[schema.FINAL_RUN_ID] = final_run
-    from .tracking import StoreUnavailable
-
     name = schema.registered_model_name(tracker.study)
     try:
         version = tracker.register_champion(model_uri, tags)
-    except StoreUnavailable:  # the store itself is gone: the study stops (one line) and resumes later
+    except tracking.StoreUnavailable:  # the store itself is gone: the study stops (one line) and resumes later
         raise
     except Exception as exc:  # the store's registry is not the study's record: say so and go on
         echo(f"best model not registered as {name} ({str(exc).splitlines()[0][:200]}); it is on the parent "
@@ -597,8 +564,6 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:
-    from .space import check_space_for_dataset, load_space
-
     space = load_space(path)
     settings = space.settings.override(**overrides)
     check_space_for_dataset(space, settings, f"{path} with --dataset {settings.dataset}")

@@ -1,19 +1,66 @@
-"""Reading a space file: its bytes and its YAML mapping, strictly (no key twice, no aliases).
+"""What every kind of space file shares: its text read strictly, its `study:` section, each knob value
+checked on its own, an ablation's arms written as text, and a trial's values resolved into a LeNetConfig.
 
-The one place a space file's text is parsed; study/space.py (and study/ablation.py through it)
-validate what it holds. `SpaceError` is every space-file error: one line naming the file and key.
+The one place a space file's text is parsed (no key twice, no aliases). A plain search's file is then
+validated by study/space.py, an ablation's by study/ablation.py; both check their knobs' values here
+(`check_value`, against the knob table in knobs.py and the config's field types) and their `study:`
+section (`study_settings`). `resolve_config` turns one trial's values (keras-tuner's, or an arm) into
+the config it trains, for the tuner and the checks alike. `SpaceError` is every space-file error: one
+line naming the file and key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import schema
+from .data import DATASETS
+from .errors import StudyError
+from .knobs import (ACTIVATIONS, AUGMENTS, AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, C5_KINDS, INPUT_SCALINGS, KERNEL_SIZES,
+                    KNOB_RANGES, LOSSES, LR_SCHEDULES, OPTIMIZERS, OUTPUTS, PADDINGS, POOLINGS)
+from .model import (ConfigError, LeNetConfig, field_types, format_widths, params_to_fields, parse_widths,
+                    scalar_type)
+from .variants import VARIANTS
 
-class SpaceError(ValueError):
+TUNERS = ("random", "bayesian", "hyperband", "grid")
+TEST_EVALS = ("best", "all")
+KINDS = ("search", "ablation")  # an ablation file is compiled by study/ablation.py
+
+# knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
+KNOB_KINDS = {name: scalar_type(tp) for name, tp in field_types(LeNetConfig).items()}
+# The values each categorical knob may take; numeric knobs are checked against knobs.KNOB_RANGES.
+ALLOWED_VALUES: dict[str, tuple] = {
+    "activation": ACTIVATIONS,
+    "pooling": POOLINGS,
+    "c1_padding": PADDINGS,
+    "kernel_size": KERNEL_SIZES,
+    "c5": C5_KINDS,
+    "output": OUTPUTS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "input_scaling": tuple(INPUT_SCALINGS),
+    "augment": tuple(AUGMENTS) + ("auto",),
+    "lr_schedule": LR_SCHEDULES,
+    "batch_norm": (False, True),
+    "variant": tuple(VARIANTS),
+}
+KNOBS = tuple(KNOB_KINDS) + ("variant",)
+
+# An ablation's arms: the baseline, or one knob changed ("<knob>=<value>", schema.ARM's values).
+BASELINE = schema.ARM_BASELINE  # the arm that changes nothing
+# Knobs an ablation sets itself: the seeds pair the arms, the study's epochs cap every arm.
+SET_BY_STUDY = {"seed": "study.seeds sets the seeds", "epochs": "study.epochs sets the epochs"}
+BASELINE_KEYS = tuple(k for k in KNOBS if k not in SET_BY_STUDY)  # variant included
+ABLATABLE = tuple(k for k in BASELINE_KEYS if k != "variant")
+
+
+class SpaceError(StudyError, ValueError):
     """A space file that cannot be used; the message names the file, the key and what is allowed."""
 
 
@@ -65,3 +112,232 @@ def parse_space_yaml(data: bytes, path: Path) -> dict:
     if not isinstance(doc, dict):
         raise SpaceError(f"{path}: expected a mapping with 'study' and 'space' sections")
     return doc
+
+
+# --------------------------------------------------------------------------- knob values
+
+
+def hp_value(knob: str, value: Any):
+    """A knob's value as keras-tuner holds it: a scalar (a list of dense widths travels as "120,84")."""
+    if knob == "dense_units":
+        return format_widths(parse_widths(value))
+    return value
+
+
+def check_value(where: str, knob: str, value: Any) -> None:
+    """One value of one knob, as LeNetConfig checks it on its own (knobs.KNOB_RANGES); combinations are
+    the trials' business (an impossible shape is a FAILED trial, not a bad space file)."""
+    if knob == "batch_norm" and not isinstance(value, bool):
+        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: true, false")
+    allowed = ALLOWED_VALUES.get(knob, ())
+    if knob in ALLOWED_VALUES and (value not in allowed or type(value) not in {type(a) for a in allowed}):
+        raise SpaceError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+    if knob == "dense_units":
+        try:
+            widths = parse_widths(value)
+        except ConfigError:
+            raise SpaceError(f"{where}: {value!r} is not a list of dense widths such as [120, 84]") from None
+        if not all(KNOB_RANGES[knob].holds(w) for w in widths):
+            raise SpaceError(f"{where}: {value!r} has a width outside the allowed range {KNOB_RANGES[knob]}")
+        return
+    if knob in ALLOWED_VALUES or knob == "dense_units":
+        return
+    kind = KNOB_KINDS[knob]
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise SpaceError(f"{where}: {value!r} is not an integer")
+    if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise SpaceError(f"{where}: {value!r} is not a number")
+    if knob in KNOB_RANGES and not KNOB_RANGES[knob].holds(value):
+        raise SpaceError(f"{where}: {value!r} is outside the allowed range {KNOB_RANGES[knob]}")
+
+
+# --------------------------------------------------------------------------- the study: section
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """A study's defaults, from the `study:` section; CLI flags override them."""
+
+    dataset: str = "mnist"
+    tuner: str = "hyperband"
+    max_trials: int = 20
+    epochs: int = 10
+    patience: int = 3
+    executions_per_trial: int = 1
+    seed: int = 0
+    val_fraction: float = 0.1
+    hyperband_factor: int = 3
+    train_samples: int | None = None  # a stratified subsample for quick studies; None = all
+    test_eval: str = "best"  # evaluate on test: the best trial only, or every finished trial
+    stop_at_chance: int = 0  # stop a trial still at chance validation accuracy after this many epochs; 0 = off
+    final_epochs: int = 0  # after the search, train the best configuration this many epochs (its own run); 0 = off
+    kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py)
+    seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1
+    # Differences in accuracy within ± this many percentage points count as equivalent (0.2: ±0.2 pp), tested
+    # by the reports (two one-sided tests) on every paired effect; declared before the study. None: no margin.
+    equivalence_margin: float | None = None
+    description: str = ""
+
+    def override(self, **changes: Any) -> "StudySettings":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        settings = dataclasses.replace(self, **changes)
+        check_settings(settings, "command line")
+        return settings
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string parameters, as logged on a study's parent run; `from_params` reverses it.
+        The description goes to the run's note instead."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "description":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = "all" if f.name == "train_samples" and value is None else str(value)
+        return out
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], base: "StudySettings | None" = None) -> "StudySettings":
+        """The settings a parent run recorded (see `to_params`), over `base` for what it did not record."""
+        changes = params_to_fields(cls, params, skip=("description",))
+        return dataclasses.replace(base or cls(), **changes)
+
+
+def check_settings(s: StudySettings, where: str) -> None:
+    """Every setting of `s` that cannot run, refused in one line (SpaceError naming `where` and the key)."""
+
+    def bad(key, allowed):
+        raise SpaceError(f"{where}: study.{key}: {getattr(s, key)!r} is not allowed; {allowed}")
+
+    if s.dataset not in DATASETS:
+        bad("dataset", "allowed: " + ", ".join(DATASETS))
+    if s.tuner not in TUNERS:
+        bad("tuner", "allowed: " + ", ".join(TUNERS))
+    if s.kind not in KINDS:
+        bad("kind", "allowed: " + ", ".join(KINDS))
+    if not isinstance(s.seeds, int) or isinstance(s.seeds, bool) or s.seeds < (2 if s.kind == "ablation" else 1):
+        bad("seeds", "need an integer of at least 2: an ablation trains every arm with each seed, which pairs them"
+            if s.kind == "ablation" else "need an integer of at least 1")
+    if s.kind == "search" and s.seeds != 1:
+        bad("seeds", "only a kind: ablation study repeats its trials over seeds; a search varies space.seed")
+    if s.kind == "ablation" and (s.tuner, s.test_eval) != ("grid", "all"):
+        key = "tuner" if s.tuner != "grid" else "test_eval"
+        bad(key, "an ablation runs every arm x seed (a grid) and evaluates each on the test set")
+    if s.test_eval not in TEST_EVALS:
+        bad("test_eval", "allowed: " + ", ".join(TEST_EVALS))
+    for key in ("max_trials", "executions_per_trial"):
+        value = getattr(s, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            bad(key, "need an integer of at least 1")
+    # The trials' own epochs, patience and seed: the knobs' ranges (knobs.KNOB_RANGES).
+    epochs, patience, seed = (KNOB_RANGES[key] for key in ("epochs", "patience", "seed"))
+    if not epochs.holds(s.epochs):
+        bad("epochs", f"need an integer of at least 1 (at most {epochs.high})")
+    if not patience.holds(s.patience):
+        bad("patience", f"need an integer, 0 (off) to {patience.high}")
+    if not seed.holds(s.seed):
+        bad("seed", f"need {seed.allowed()}")
+    if not isinstance(s.description, str):
+        bad("description", "need a text (quote it)")
+    if not isinstance(s.val_fraction, (int, float)) or not 0 < s.val_fraction < 1:
+        bad("val_fraction", "need a number between 0 and 1")
+    if not isinstance(s.hyperband_factor, int) or s.hyperband_factor < 2:
+        bad("hyperband_factor", "need an integer of at least 2")
+    if s.train_samples is not None and (not isinstance(s.train_samples, int) or s.train_samples < 20):
+        bad("train_samples", "need an integer of at least 20, or leave it out")
+    for key in ("stop_at_chance", "final_epochs"):
+        value = getattr(s, key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= epochs.high:
+            bad(key, f"need an integer, 0 (off) to {epochs.high}")
+    margin = s.equivalence_margin
+    if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 < margin < 100):
+        bad("equivalence_margin", "need a number of percentage points of accuracy above 0 and below 100 "
+            "(0.2 means differences within ±0.2 pp are equivalent), or leave it out")
+
+
+def study_settings(path: Path, doc: dict, **compiled: Any) -> StudySettings:
+    """The `study:` section as checked settings; `compiled`: settings the file's kind sets itself."""
+    study = doc.get("study") or {}
+    if not isinstance(study, dict):
+        raise SpaceError(f"{path}: study: expected a mapping of settings")
+    allowed_settings = [f.name for f in dataclasses.fields(StudySettings)]
+    for key in study:
+        if key not in allowed_settings:
+            raise SpaceError(f"{path}: study.{key}: unknown setting; allowed: {', '.join(allowed_settings)}")
+    settings = StudySettings(**{**study, **compiled})
+    check_settings(settings, str(path))
+    return settings
+
+
+# --------------------------------------------------------------------------- arms and configs
+
+
+def value_text(knob: str, value: Any) -> str:
+    """A knob's value as an arm writes it: "relu", "5", "0.003", "true", "[120, 84]"."""
+    if knob == "dense_units":
+        return "[" + ", ".join(map(str, parse_widths(value))) + "]"
+    kind = KNOB_KINDS.get(knob)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float:
+        return repr(float(value))
+    return str(value)
+
+
+def arm_name(knob: str, value: Any) -> str:
+    """The arm that sets `knob` to `value`: "<knob>=<value>" (schema.ARM's values)."""
+    return f"{knob}={value_text(knob, value)}"
+
+
+def parse_arm(arm: str) -> dict[str, Any]:
+    """The change an arm makes, {knob: value} ({} for the baseline); ConfigError for anything else."""
+    if arm == BASELINE:
+        return {}
+    knob, sep, text = str(arm).partition("=")
+    if not sep or knob not in ABLATABLE:
+        raise ConfigError(f"arm: {arm!r} is neither {BASELINE!r} nor '<knob>=<value>' of a knob")
+    kind = KNOB_KINDS[knob]
+    try:
+        if knob == "dense_units":
+            return {knob: parse_widths(text.strip("[]"))}
+        if kind is bool:
+            return {knob: {"true": True, "false": False}[text]}
+        return {knob: kind(text) if kind in (int, float) else text}
+    except (KeyError, ValueError):
+        raise ConfigError(f"arm: {arm!r}: {text!r} is not a value of {knob}") from None
+
+
+def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> LeNetConfig:
+    """Turn one trial's hyperparameter values into a full LeNetConfig.
+
+    Start from the variant's recipe when `variant` is set (its epochs capped by
+    the study's), else from the defaults with the study's epochs and patience;
+    then apply every other value the trial carries, and an ablation's `arm`
+    ("<knob>=<value>") over them.
+    """
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}  # Hyperband's own
+    arm = values.pop("arm", None)  # an ablation's arm: the baseline, or one of its knobs changed
+    if arm is not None:
+        values.update(parse_arm(arm))
+    variant = values.pop("variant", None)
+    if variant is not None:
+        base = VARIANTS[variant].config
+        if settings is not None:
+            base = base.replace(epochs=min(base.epochs, settings.epochs))
+    else:
+        base = LeNetConfig()
+        if settings is not None:
+            base = base.replace(epochs=settings.epochs, patience=settings.patience)
+    changes = {}
+    for key, value in values.items():
+        if key not in KNOB_KINDS:
+            continue
+        if key == "dense_units":
+            value = parse_widths(value)
+        elif KNOB_KINDS[key] is bool:  # keras-tuner holds a Choice of [false, true] as 0 and 1
+            value = bool(value)
+        elif key == "augment" and value == "auto":
+            value = AUTO_AUGMENT.get(settings.dataset if settings else "mnist", AUTO_AUGMENT_DEFAULT)
+        changes[key] = value
+    if "optimizer" in changes and changes["optimizer"] != "sgd" and "momentum" not in changes:
+        changes["momentum"] = 0.0
+    return base.replace(**changes)

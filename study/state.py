@@ -24,8 +24,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import kt_compat, schema
-from .search import SearchError
+from . import schema
+from .errors import SearchError
+from .lazy import lazy
+
+kt_compat = lazy("study.kt_compat")  # keras-tuner's files; importing keras-tuner starts TensorFlow
 
 FRESH = "start the study over with --fresh (its runs stay in MLflow)"
 
@@ -114,8 +117,7 @@ def repair_tuner_state(project_dir: str | Path, tracker, space, tuner: str, echo
 
 def _trial_from_store(trial_id: str, tracker, space, damage: str):
     """A trial rebuilt from its runs in the current search (see the module's docstring)."""
-    from .kt_compat import TrialStatus
-
+    TrialStatus = kt_compat.TrialStatus
     runs = tracker.runs_of_trial(trial_id)
     done = [r for r in runs if r.info.status == schema.RUN_FINISHED
             and r.data.tags.get(schema.TRIAL_STATUS) == schema.COMPLETED and schema.BEST_VAL_ACCURACY in r.data.metrics]

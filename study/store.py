@@ -1,10 +1,11 @@
 """Where the MLflow store is, and what a study does when it does not answer.
 
 The store a command names (`tracking_uri`, `check_store`: a scheme MLflow 3 keeps runs in, an existing
-folder, a server that answers), the client on it (`client`), the links into `mlflow ui`, and the outage
-layer: `RetryingClient` retries every call of a study while the store does not answer (locked,
-read-only, unreachable, HTTP 5xx) for up to STORE_RETRY_S, then the study stops with StoreUnavailable,
-one line for the user. `tracking` (the only door to MLflow) builds on this and re-exports it.
+folder, a server that answers: `wait_http`), the client on it (`client`), MLflow's fluent API pointed at
+it for one call (`scoped_uri`), the links into `mlflow ui`, and the outage layer: `RetryingClient`
+retries every call of a study while the store does not answer (locked, read-only, unreachable, HTTP 5xx)
+for up to STORE_RETRY_S, then the study stops with StoreUnavailable, one line for the user. `tracking`
+(the only door to MLflow) builds on this and re-exports it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,21 @@ import functools
 import logging
 import os
 import re
+import sys
 import time
-from pathlib import Path
+import urllib.parse
+import urllib.request
 from typing import Iterator
+
+from .errors import SearchError, StudyError
+from .files import causes, is_disk_full
+from .lazy import lazy
+from .paths import sqlite_file
+
+mlflow = lazy("mlflow")
+mlflow_exceptions = lazy("mlflow.exceptions")
+mlflow_tracking = lazy("mlflow.tracking")
+mlflow_tracking_utils = lazy("mlflow.tracking._tracking_service.utils")
 
 log = logging.getLogger("study.store")
 
@@ -26,31 +39,45 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 STORE_RETRY_S = 60.0
 
 
-
 def tracking_uri(explicit: str | None = None) -> str:
     """The store in use: an explicit URI, else $MLFLOW_TRACKING_URI, else ./mlflow.db (MLflow 3's default)."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _local_artifact_root(uri: str) -> str | None:
+def local_artifact_root(uri: str) -> str | None:
     """For a local SQLite store, artifacts go to mlruns/ beside the database, as `mlflow ui` expects."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+    db = sqlite_file(uri)
+    if db is not None:
         return (db.parent.resolve() / "mlruns").as_uri()
     return None
 
 
 def client(uri: str | None = None):
     """An MlflowClient on the given store (see `tracking_uri`); MLflow's global URI is left alone."""
-    from mlflow.tracking import MlflowClient
+    return mlflow_tracking.MlflowClient(tracking_uri=tracking_uri(uri))
 
-    return MlflowClient(tracking_uri=tracking_uri(uri))
+
+@contextlib.contextmanager
+def scoped_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for a while, then put back exactly what was there
+    (the module global and MLFLOW_TRACKING_URI). For the fluent calls that take no client."""
+    previous = getattr(mlflow_tracking_utils, "_tracking_uri", None)
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 # --------------------------------------------------------------------------- a store that goes away
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(StudyError, RuntimeError):
     """The MLflow store did not answer for STORE_RETRY_S: the study stops in one line; what it has is
     kept (runs, tuner state), and the same command resumes it."""
 
@@ -76,10 +103,6 @@ def unavailable_reason(exc: BaseException) -> str | None:
     Retried: a SQLite/SQLAlchemy/PostgreSQL OperationalError (database locked, read-only, cannot be
     opened, connection lost), a refused or broken connection, a time-out, an HTTP 5xx from a server.
     Not retried: a bad request, a run or experiment that does not exist, a full disk (files.is_disk_full)."""
-    from mlflow.exceptions import MlflowException, RestException
-
-    from .files import causes, is_disk_full
-
     if is_disk_full(exc):
         return None
     chain = list(causes(exc))
@@ -92,12 +115,12 @@ def unavailable_reason(exc: BaseException) -> str | None:
                 and type(e).__name__ in ("ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout",
                                          "MaxRetryError", "RetryError", "ProtocolError")):
             return _http_reason(str(e))
-        if isinstance(e, MlflowException):
+        if isinstance(e, mlflow_exceptions.MlflowException):
             if e.error_code == "TEMPORARILY_UNAVAILABLE":
                 return _http_reason(e.message)
             if e.message.startswith("API request to") and " failed with " in e.message:
                 return _http_reason(e.message)  # MLflow's words for a connection error, time-out or 5xx
-            if isinstance(e, RestException) and e.get_http_status_code() >= 500:
+            if isinstance(e, mlflow_exceptions.RestException) and e.get_http_status_code() >= 500:
                 return f"HTTP {e.get_http_status_code()}: {_http_reason(e.message)}"
     return None
 
@@ -179,8 +202,6 @@ UI_HOST = "http://127.0.0.1:5000"  # where `make ui` serves a local store
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow ui` on the store at `uri`, from this Python environment."""
-    import sys
-
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 
 
@@ -207,7 +228,7 @@ STORE_FORMS = ("sqlite:///path/to/mlflow.db, http(s)://host:port (an MLflow serv
 STORE_WAIT_S = 12.0
 
 
-class StoreURIError(ValueError):
+class StoreURIError(StudyError, ValueError):
     """A tracking URI this project cannot use, or a store that is not there yet; one line for the user."""
 
 
@@ -215,9 +236,7 @@ def check_store(uri: str | None = None, *, must_exist: bool = False, wait_s: flo
     """The store a command is about to use (see `tracking_uri`), checked before MLflow touches it: a
     scheme of STORE_SCHEMES; for SQLite an existing folder, and with `must_exist` an existing file (a
     command that only reads must not leave an empty mlflow.db behind); a server that answers within
-    `wait_s` (default STORE_WAIT_S). Returns the URI; raises StoreURIError or parallel.net.NoAnswer."""
-    import urllib.parse
-
+    `wait_s` (default STORE_WAIT_S). Returns the URI; raises StoreURIError or NoAnswer."""
     named = uri or os.environ.get("MLFLOW_TRACKING_URI")
     what = "MLFLOW_TRACKING_URI" if named and not uri else "tracking URI"
     uri = tracking_uri(uri)
@@ -228,15 +247,37 @@ def check_store(uri: str | None = None, *, must_exist: bool = False, wait_s: flo
     if scheme not in STORE_SCHEMES:
         raise StoreURIError(f"{what} {uri!r}: not a store this project can use; allowed: {STORE_FORMS}")
     if scheme == "sqlite" and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
-        db = Path(uri[len("sqlite:///"):])
+        db = sqlite_file(uri)
         if not db.parent.is_dir():
             raise StoreURIError(f"{what} {uri!r}: the folder {db.parent} does not exist; create it first")
         if must_exist and not db.is_file():
             raise StoreURIError(f"no MLflow store at {db} ({what} {uri}) yet: run `make search` first, or set "
                                 "MLFLOW_TRACKING_URI to the store that holds the study")
     if scheme in ("http", "https"):
-        from .parallel.net import wait_http
-
         wait_http(uri, STORE_WAIT_S if wait_s is None else wait_s)
     return uri
+
+
+class NoAnswer(SearchError):
+    """A server that did not answer within the time given."""
+
+
+def wait_http(uri: str, timeout: float = 180.0, *, alive=None, what: str = "MLflow tracking server") -> None:
+    """Until an MLflow tracking server at `uri` answers /health (MLflow's client retries with long
+    back-offs). `alive()`, when given, is asked between tries and may raise to stop waiting."""
+    if not uri.startswith("http"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise NoAnswer(f"no {what} answers on {uri} (waited {timeout:.0f} s)")
+        time.sleep(0.3)
 

@@ -5,7 +5,7 @@ same code works in the process that runs the search and in worker processes
 that only know the parent run's id. Every MLflow search filter the package
 uses is built here (the queries section), and nothing here or elsewhere sets
 MLflow's process-wide tracking URI for good: the two fluent calls that need it
-(`mlflow.search_runs`, `mlflow.keras.log_model`) run inside `scoped_uri`,
+(`mlflow.search_runs`, `mlflow.keras.log_model`) run inside `scoped_uri` (store.py),
 which puts back what was there. Names of tags and metrics are in `schema.py`.
 
 A study's calls go through `store.RetryingClient`: a store that does not answer (locked, read-only,
@@ -26,41 +26,32 @@ import logging
 import math
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from . import schema
 from .bulk import (  # noqa: F401  (re-exported: whole experiments read, and runs copied, in bulk)
-    RunCopy, copy_runs, history_frame, relocate_artifacts, runs_frame)
+    RunCopy, copy_runs, history_frame, metric_histories, relocate_artifacts, runs_frame)
 from .cost import host_tags
 from .files import folder_name
-
+from .lazy import lazy
 from .store import (  # noqa: F401  (re-exported: the store's place and its outages, through the one door)
-    DEFAULT_TRACKING_URI, STORE_FORMS, STORE_SCHEMES, UI_HOST, RetryingClient, StoreUnavailable, StoreURIError, _local_artifact_root, check_store, client, run_link, tracking_uri,
-    ui_command, ui_link, unavailable_reason)
+    DEFAULT_TRACKING_URI, STORE_FORMS, STORE_SCHEMES, UI_HOST, NoAnswer, RetryingClient, StoreUnavailable,
+    StoreURIError, check_store, client, local_artifact_root, run_link, scoped_uri, tracking_uri, ui_command, ui_link,
+    unavailable_reason, wait_http)
+
+mlflow = lazy("mlflow")
+mlflow_data = lazy("mlflow.data")
+mlflow_code_source = lazy("mlflow.data.code_dataset_source")
+mlflow_entities = lazy("mlflow.entities")
+mlflow_exceptions = lazy("mlflow.exceptions")
+
 log = logging.getLogger("study.tracking")
-
-
-@contextlib.contextmanager
-def scoped_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at `uri` for a while, then put back exactly what was there
-    (the module global and MLFLOW_TRACKING_URI). For the fluent calls that take no client."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    previous = getattr(tracking_utils, "_tracking_uri", None)
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if previous_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
@@ -71,7 +62,7 @@ def get_or_create_experiment(c, name: str, store_uri: str | None = None) -> str:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    root = _local_artifact_root(store_uri or c.tracking_uri)
+    root = local_artifact_root(store_uri or c.tracking_uri)
     return c.create_experiment(
         name,
         artifact_location=f"{root}/{folder_name(name)}" if root else None,
@@ -120,11 +111,9 @@ def _all(*clauses: str) -> str:
 
 def study_experiments(c) -> dict[str, str]:
     """name -> experiment id of every active experiment holding a parent run with ROLE=study."""
-    from mlflow.entities import ViewType
-
     experiments, token = [], None
     while True:
-        page = c.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        page = c.search_experiments(view_type=mlflow_entities.ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
         experiments.extend(page)
         token = page.token
         if not token:
@@ -207,11 +196,9 @@ def final_run(c, parent_run_id: str):
 
 def champion(c, study: str):
     """The study's CHAMPION_ALIAS model version, or None when the study registered none."""
-    from mlflow.exceptions import MlflowException
-
     try:
         return c.get_model_version_by_alias(schema.registered_model_name(study), schema.CHAMPION_ALIAS)
-    except MlflowException:
+    except mlflow_exceptions.MlflowException:
         return None
 
 
@@ -227,15 +214,8 @@ def latest_study(c) -> tuple[str, str] | None:
 def load_keras_model(model_uri: str, uri: str | None = None):
     """A Keras model logged or registered in the store at `uri`, by MLflow model URI
     (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH)."""
-    import mlflow
-
     with scoped_uri(tracking_uri(uri)):
         return mlflow.keras.load_model(model_uri)
-
-
-def metric_histories(c, run_id: str, metrics: Iterable[str] = schema.HISTORY_METRICS) -> list[tuple[int, str, float]]:
-    """(step, metric, value) for every logged point of `metrics` in one run."""
-    return [(int(m.step), metric, float(m.value)) for metric in metrics for m in c.get_metric_history(run_id, metric)]
 
 
 def dataset_inputs(c, run_id: str) -> list[dict[str, Any]]:
@@ -260,10 +240,6 @@ def has_artifact(c, run_id: str, path: str) -> bool:
 def space_file(c, run_id: str) -> tuple[str, bytes] | None:
     """(file name, bytes) of the space file a parent run logged under SPACE_DIR; None when it has none or
     its artifacts cannot be read (a report then says what it did without it)."""
-    import tempfile
-
-    from mlflow.exceptions import MlflowException
-
     progress = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     bar, os.environ[progress] = os.environ.get(progress), "false"
     try:
@@ -272,7 +248,7 @@ def space_file(c, run_id: str) -> tuple[str, bytes] | None:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             return Path(files[0]).name, Path(c.download_artifacts(run_id, files[0], tmp)).read_bytes()
-    except (OSError, MlflowException):
+    except (OSError, mlflow_exceptions.MlflowException):
         return None
     finally:  # MLflow's download progress bar off for this one small file, then as it was
         if bar is None:
@@ -302,8 +278,6 @@ class TrialSummary:
 
 def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialSummary:
     """Turn the History objects (one per execution) of a trial into a TrialSummary."""
-    import numpy as np
-
     per_exec = []
     curves: dict[str, dict[int, list[float]]] = {}
     any_nan = False
@@ -373,8 +347,7 @@ class StudyTracker:
 
     # parent ---------------------------------------------------------------
     def start_parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        from mlflow.entities import Param
-
+        Param = mlflow_entities.Param
         base_tags = {schema.ROLE: schema.ROLE_STUDY, schema.STUDY: self.study, schema.SEARCH_ID: self.search_id}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={**base_tags, **tags})
         self.parent_run_id = run.info.run_id
@@ -383,18 +356,16 @@ class StudyTracker:
 
     def log_dataset(self, ds, provenance, context: str = "training") -> None:
         """Record the data through MLflow's dataset lineage (name, digest, source, schema, counts)."""
-        import mlflow.data
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-        from mlflow.entities import DatasetInput, InputTag
-
-        source = CodeDatasetSource(tags={"source": provenance.source, "resolved": provenance.resolved})
-        dataset = mlflow.data.from_numpy(
+        source = mlflow_code_source.CodeDatasetSource(
+            tags={"source": provenance.source, "resolved": provenance.resolved})
+        dataset = mlflow_data.from_numpy(
             features=ds.x_train, targets=ds.y_train, source=source,
             name=provenance.name, digest=provenance.digest[:36],
         )
         self.client.log_inputs(
             self.parent_run_id,
-            datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],
+            datasets=[mlflow_entities.DatasetInput(dataset._to_mlflow_entity(),
+                                                   tags=[mlflow_entities.InputTag("mlflow.data.context", context)])],
         )
         for key, value in provenance.to_dict().items():
             self.client.set_tag(self.parent_run_id, f"{schema.DATA_PREFIX}{key}", str(value))
@@ -432,10 +403,6 @@ class StudyTracker:
         """The best model on the parent run as MODEL_FILE (keras.models.load_model) and as the MLflow
         Keras model MODEL_NAME (mlflow.keras.load_model("runs:/<parent>/best_model")); returns the
         logged model's URI (models:/m-...), which `register_champion` registers."""
-        import tempfile
-
-        import mlflow
-
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / schema.MODEL_FILE
             model.save(path)
@@ -454,13 +421,10 @@ class StudyTracker:
     def register_champion(self, model_uri: str, tags: dict[str, Any]):
         """Register the logged model as a new version of the study's registered model and move the
         CHAMPION_ALIAS to it; returns the ModelVersion."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
         name = schema.registered_model_name(self.study)
         try:
             self.client.get_registered_model(name)
-        except MlflowException:
+        except mlflow_exceptions.MlflowException:
             self.client.create_registered_model(
                 name, tags={schema.STUDY: self.study},
                 description=f"Best LeNet-5 of study {self.study!r}; alias '{schema.CHAMPION_ALIAS}' = the "
@@ -488,8 +452,7 @@ class StudyTracker:
         """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line);
         role ROLE_FINAL for the final run. `values`: keras-tuner's values of the trial (tag TRIAL_VALUES,
         what a damaged trial file is rebuilt from); `arm`: an ablation's arm (tag ARM)."""
-        from mlflow.entities import Param
-
+        Param = mlflow_entities.Param
         tags = {
             schema.PARENT_RUN_ID: self.parent_run_id,
             schema.ROLE: role,
@@ -520,8 +483,6 @@ class StudyTracker:
             **extra,
         }
         if len(summary.per_execution) > 1:
-            import numpy as np
-
             for key in ("best_val_accuracy", "best_val_loss", "epochs_run"):
                 values = [e[key] for e in summary.per_execution]
                 scalars[f"{key}_mean"] = float(np.mean(values))
@@ -541,8 +502,7 @@ class StudyTracker:
 
     def _log_summary(self, run_id: str, summary: TrialSummary | None, scalars: dict[str, float]) -> None:
         """Per-epoch histories (step = epoch) and scalar metrics, in batches MLflow accepts."""
-        from mlflow.entities import Metric
-
+        Metric = mlflow_entities.Metric
         now = int(time.time() * 1000)
         history = summary.history if summary is not None else {}
         metrics = [Metric(key, float(value), now, int(step)) for key, points in history.items() for step, value in points]

@@ -14,13 +14,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import schema
-from .model import KNOB_RANGES, ConfigError, LeNetConfig
-from .space import StudySettings
+from . import schema, tracking
+from .data import prepare_data
+from .errors import StudyError
+from .knobs import KNOB_RANGES
+from .lazy import lazy
+from .model import ConfigError, LeNetConfig
+from .spacefile import StudySettings
+from .variants import get_variant
+
+keras = lazy("keras")
+tuner_module = lazy("study.tuner")  # the trial's model and fit; importing keras-tuner starts TensorFlow
 
 
-class TrainError(Exception):
-    pass
+class TrainError(StudyError):
+    """A run or flag `train` cannot use; one line for the user."""
 
 
 @dataclass
@@ -46,12 +54,8 @@ def plan_for(variant: str | None = None, run_id: str | None = None, tracking_uri
     """The plan for a documented variant (its recipe and dataset, split seeded by its seed), or for a
     trial run (see the module docstring)."""
     if variant:
-        from .variants import get_variant
-
         v = get_variant(variant)
         return TrainPlan(f"variant {v.name}", v.config, StudySettings(dataset=v.dataset, seed=v.config.seed))
-    from . import tracking
-
     c = tracking.client(tracking.check_store(tracking_uri, must_exist=True))
     try:
         run = c.get_run(run_id)
@@ -122,11 +126,6 @@ def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=Non
               tracking_uri: str | None = None):
     """Train a variant or retrain a trial (see the module docstring); --epochs, --seed and --dataset
     override the plan. Returns (model, history, test accuracy)."""
-    import keras
-
-    from .data import prepare_data
-    from .tuner import build_trial_model, fit_model, knob_text
-
     _check_flag("--epochs", "epochs", epochs)
     _check_flag("--seed", "seed", seed)
     if save:
@@ -151,7 +150,7 @@ def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=Non
         raise TrainError(f"run {run_id}: its study trained on other data (digest {plan.data_digest}) than "
                          f"{settings.dataset} loads here ({here}); give --data-dir (or LENET_DATA_DIR) holding the "
                          "study's files, or --dataset to train on others")
-    echo(f"training {plan.what}: {knob_text(config)}, {fit_epochs} epoch(s), seed {config.seed}, on "
+    echo(f"training {plan.what}: {tuner_module.knob_text(config)}, {fit_epochs} epoch(s), seed {config.seed}, on "
          f"{ds.provenance.resolved} ({len(y_tr):,} train / {len(y_val):,} val: val_fraction {settings.val_fraction}, "
          f"split seed {settings.seed}" + (f", train_samples {settings.train_samples}" if settings.train_samples else "")
          + (f", stop_at_chance {plan.stop_at_chance}" if plan.stop_at_chance else "") + ")")
@@ -164,8 +163,8 @@ def train_one(variant=None, run_id=None, dataset=None, epochs=None, data_dir=Non
     keras.utils.set_random_seed(config.seed)
     if not plan.final:
         keras.backend.clear_session()
-    model = build_trial_model(config, ds.input_shape, len(y_tr))
-    history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val), epochs=fit_epochs,
+    model = tuner_module.build_trial_model(config, ds.input_shape, len(y_tr))
+    history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val), epochs=fit_epochs,
                         stop_at_chance=plan.stop_at_chance)
     for epoch, (acc, vacc) in enumerate(zip(history.history["accuracy"], history.history["val_accuracy"])):
         echo(f"epoch {epoch + 1}: accuracy {acc:.4f}  val_accuracy {vacc:.4f}")

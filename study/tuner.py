@@ -22,11 +22,13 @@ import keras_tuner as kt
 
 from . import kt_compat, schema
 from .cost import timed_fit, trained_cost
+from .errors import StudyError
 from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
-from .space import StudySettings, resolve_config
+from .spacefile import StudySettings, resolve_config
 from .tracking import StoreUnavailable, StudyTracker, summarise
+from .variants import VARIANTS
 
 
 # Hyperband continues a trial from another's checkpoint, which holds optimizer slots the freshly
@@ -156,13 +158,11 @@ def fit_model(model, config: LeNetConfig, *args, callbacks=None, stop_at_chance:
 
 def is_recipe(config: LeNetConfig, variant: str) -> bool:
     """Whether `config` is the documented variant's recipe (its epochs capped and its seed aside)."""
-    from .variants import VARIANTS
-
     recipe = VARIANTS[variant].config
     return config.replace(epochs=recipe.epochs, seed=recipe.seed) == recipe
 
 
-class DiskFull(kt.errors.FatalError):
+class DiskFull(StudyError, kt.errors.FatalError):
     """No space left where the study writes: keras-tuner stops the search (a FatalError) instead of
     failing every trial that follows; the search says so in one line (search.no_space_as_error)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import StudyError
 from .model import LeNetConfig
 
 
@@ -97,7 +98,9 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-class UnknownVariant(KeyError):
+class UnknownVariant(StudyError, KeyError):
+    """A variant name that is not documented (a KeyError: VARIANTS has no such key); one line for the user."""
+
     def __str__(self) -> str:
         return f"unknown variant {self.args[0]!r}; known: {', '.join(VARIANTS)}"
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, SMOKE
 
 from study import tuner
-from study.bench import bench_tracking, run_bench
+from study.bench import BenchError, bench_tracking, run_bench
 
 
 @pytest.mark.slow
@@ -34,9 +34,9 @@ def test_tracking_benchmark_alternates_bare_and_tracked_and_prints_their_ratio()
 
 def test_benchmark_refuses_bad_sizes_in_one_line():
     base = dict(data_dir=None, dataset="mnist-5k", epochs=1, train_samples=300, only="tracking")
-    with pytest.raises(SystemExit, match=r"^bench: --rounds 0: give at least 1$"):
+    with pytest.raises(BenchError, match=r"^bench: --rounds 0: give at least 1$"):
         run_bench(Namespace(**base, trials=2, rounds=0))
-    with pytest.raises(SystemExit, match=r"^bench: at most 3 trials"):
+    with pytest.raises(BenchError, match=r"^bench: at most 3 trials"):
         run_bench(Namespace(**base, trials=4, rounds=1))
 
 

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from ..errors import StudyError
+from ..lazy import lazy
 
-class BenchError(SystemExit):
+keras = lazy("keras")
+tuner_module = lazy("study.tuner")  # the trial's model; importing keras-tuner starts TensorFlow
+
+
+class BenchError(StudyError):
     """A benchmark asked for something it cannot do: `lenet-study` prints `lenet-study: error: <message>`
-    and exits with 2 (a SystemExit, so a script calling `run_bench` stops with the message too)."""
+    and exits with 2, as for any StudyError."""
 
 
 def fresh_trial_model(config, input_shape, n_train: int):
     """The model a trial trains, built as keras-tuner builds one: a cleared session, the config's seed."""
-    import keras
-
-    from ..tuner import build_trial_model
-
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    return build_trial_model(config, input_shape, n_train)
+    return tuner_module.build_trial_model(config, input_shape, n_train)
 
 
 def round_order(sides, round_index: int) -> tuple:

@@ -22,28 +22,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import BenchError, fresh_trial_model
+from .. import tracking
+from ..data import prepare_data
+from ..lazy import lazy
+from ..model import ConfigError
+from ..search import StudyRequest, load_space_with_overrides, run_search
+from ..spacefile import hp_value, resolve_config
+from .common import fresh_trial_model
+
+keras = lazy("keras")
+optuna = lazy("optuna")
+tuner_module = lazy("study.tuner")  # the trial's fit; importing keras-tuner starts TensorFlow
 
 DEFAULT_SPACE = "search_spaces/lenet.yaml"
 
 
 def optuna_values(trial, knobs: dict[str, dict]) -> tuple[dict, list[str]]:
     """A trial's values for the space's knobs, drawn through Optuna's suggest API (keras-tuner's value forms:
-    dense widths as "120,84"), and notes on samplings Optuna has no equivalent of."""
-    from ..space import _hp_value  # the one place values get keras-tuner's scalar form
-
+    dense widths as "120,84"), and notes on samplings Optuna has no equivalent of (spacefile.hp_value: the
+    one place values get keras-tuner's scalar form)."""
     values: dict = {}
     notes: list[str] = []
     for knob, spec in knobs.items():
         if spec.get("when"):
             parent, allowed = next(iter(spec["when"].items()))
-            if parent not in values or str(values[parent]) not in {str(_hp_value(parent, v)) for v in allowed}:
+            if parent not in values or str(values[parent]) not in {str(hp_value(parent, v)) for v in allowed}:
                 continue
         kind = spec["type"]
         if kind == "fixed":
-            values[knob] = _hp_value(knob, spec["value"])
+            values[knob] = hp_value(knob, spec["value"])
         elif kind == "choice":
-            values[knob] = trial.suggest_categorical(knob, [_hp_value(knob, v) for v in spec["values"]])
+            values[knob] = trial.suggest_categorical(knob, [hp_value(knob, v) for v in spec["values"]])
         else:
             sampling, step = spec.get("sampling", "linear"), spec.get("step")
             log = sampling == "log" and not step
@@ -73,9 +82,6 @@ def _epoch_report(trial, deadline: float):
     """A Keras callback for one Optuna trial: report validation accuracy after each epoch and prune when the
     pruner says so; keep the weights of the best epoch (as keras-tuner's checkpoint does); stop training
     at the end of the epoch that passes the search's deadline."""
-    import keras
-    import optuna
-
     class EpochReport(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -99,14 +105,6 @@ def run_optuna(space, settings, data_dir, budget_s: float, final_s: float, echo=
     """Optuna's side within `budget_s` seconds from now, loading its data included: optimize() until the
     budget minus `final_s` (the time the study's final training took), then its best configuration trained
     settings.final_epochs epochs when that is above 0; the chosen model evaluated on the test set once."""
-    import keras
-    import optuna
-
-    from ..data import prepare_data
-    from ..model import ConfigError
-    from ..space import resolve_config
-    from ..tuner import fit_model, gc_frozen, knob_text
-
     started = time.perf_counter()
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, data_dir)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -135,24 +133,25 @@ def run_optuna(space, settings, data_dir, budget_s: float, final_s: float, echo=
         model = fresh_trial_model(config, ds.input_shape, len(y_tr))
         report = _epoch_report(trial, deadline)
         try:
-            history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
+            history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
                                 callbacks=[report, keras.callbacks.TerminateOnNaN()],
                                 stop_at_chance=settings.stop_at_chance)
         except optuna.TrialPruned:
-            echo(f"[optuna] trial {trial.number} {knob_text(config)} | pruned at val_acc {report.best:.4f} | "
+            echo(f"[optuna] trial {trial.number} {tuner_module.knob_text(config)} | pruned at val_acc "
+                 f"{report.best:.4f} | "
                  f"{report.epochs} ep | {time.perf_counter() - t0:.1f} s")
             raise
         val = max(history.history.get("val_accuracy", [math.nan]))
         if any(not math.isfinite(v) for v in history.history.get("loss", [])):
             val = math.nan  # diverged: Optuna records a failed trial
-        echo(f"[optuna] trial {trial.number} {knob_text(config)} | val_acc {val:.4f} | "
+        echo(f"[optuna] trial {trial.number} {tuner_module.knob_text(config)} | val_acc {val:.4f} | "
              f"{len(history.history.get('loss', []))} ep | {time.perf_counter() - t0:.1f} s")
         if math.isfinite(val) and val > best["val"]:
             model.set_weights(report.best_weights)
             best.update(val=val, model=model)
         return val
 
-    with gc_frozen():
+    with tuner_module.gc_frozen():
         study.optimize(objective, timeout=timeout, catch=(ConfigError,))
         result = PeerResult(optimize_s=time.perf_counter() - started)
         states = [t.state.name for t in study.trials]
@@ -167,9 +166,9 @@ def run_optuna(space, settings, data_dir, budget_s: float, final_s: float, echo=
             t0 = time.perf_counter()
             config = configs[study.best_trial.number].replace(epochs=settings.final_epochs, patience=0)
             echo(f"[optuna] final: training trial {study.best_trial.number}'s configuration, {config.epochs} "
-                 f"epochs: {knob_text(config)}")
+                 f"epochs: {tuner_module.knob_text(config)}")
             model = fresh_trial_model(config, ds.input_shape, len(y_tr))
-            fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
+            tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
             result.final_s = time.perf_counter() - t0
         result.test = float(model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)[1])
     result.total_s = time.perf_counter() - started
@@ -178,9 +177,6 @@ def run_optuna(space, settings, data_dir, budget_s: float, final_s: float, echo=
 
 def bench_search(args, echo=print) -> dict[str, float]:
     """The study's search, then Optuna with the same space and wall-clock budget; val/test of both."""
-    from .. import tracking
-    from ..search import StudyRequest, load_space_with_overrides, run_search
-
     space_path = args.space or DEFAULT_SPACE
     space, settings = load_space_with_overrides(space_path, max_trials=args.max_trials, epochs=args.epochs,
                                                 dataset=args.dataset, train_samples=args.train_samples)

@@ -27,6 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import schema, tracking
+from ..paths import sqlite_file
+from ..report import load_study
+from ..search import StudyRequest, load_space_with_overrides, run_search
 from .common import BenchError
 
 SIZES = (23, 1000, 10000)
@@ -48,15 +52,14 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def _sqlite_path(uri: str) -> Path:
-    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+    db = sqlite_file(uri)
+    if db is None or uri == "sqlite:///:memory:":
         raise BenchError(f"bench: the report benchmark copies an SQLite store; {uri} is not one")
-    return Path(uri[len("sqlite:///"):])
+    return db
 
 
 def _run_source_study(args, tmp: Path, echo) -> tuple[str, str]:
     """A small real study in a temporary store: (uri, study)."""
-    from ..search import StudyRequest, load_space_with_overrides, run_search
-
     space_path = args.space or str(_REPO / DEFAULT_SPACE)
     space, settings = load_space_with_overrides(
         space_path, dataset=args.dataset or SOURCE["dataset"], train_samples=args.train_samples or SOURCE["train_samples"],
@@ -74,9 +77,6 @@ def _run_source_study(args, tmp: Path, echo) -> tuple[str, str]:
 def build_store(source_uri: str, study: str, size: int, folder: Path, echo=print) -> tuple[str, int]:
     """A copy of the source store in `folder` whose study holds `size` trials (copies of its latest
     search's trial runs, round robin, each one later by the study's span); (its URI, the copies made)."""
-    from .. import schema, tracking
-    from ..report import load_study
-
     folder.mkdir(parents=True)
     shutil.copy(_sqlite_path(source_uri), folder / "mlflow.db")
     uri = f"sqlite:///{folder}/mlflow.db"
@@ -110,7 +110,8 @@ def build_store(source_uri: str, study: str, size: int, folder: Path, echo=print
 def _report_seconds(uri: str, study: str, out: Path, notebooks: bool) -> tuple[float, float]:
     """`lenet-study report STUDY` on the store at `uri`, as its own process: (its wall time, the CPU
     seconds it and its children used: steadier than wall time when other processes share the cores)."""
-    import resource
+    import resource  # POSIX only: here, not at the top, so that the CLI still starts without it
+
     command = [sys.executable, "-m", "study.cli", "report", study, "--out", str(out)]
     command += [] if notebooks else ["--no-notebooks"]
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri,
@@ -127,8 +128,6 @@ def _report_seconds(uri: str, study: str, out: Path, notebooks: bool) -> tuple[f
 
 
 def _load_seconds(uri: str, study: str) -> float:
-    from ..report import load_study
-
     started = time.perf_counter()
     load_study(study, uri)
     return time.perf_counter() - started
@@ -136,9 +135,6 @@ def _load_seconds(uri: str, study: str) -> float:
 
 def bench_report(args, echo=print) -> dict[str, float]:
     """Report wall time at each size, load_study's share, the notebooks' run, and the ratios to the targets."""
-    from .. import tracking
-    from ..report import load_study
-
     sizes = args.sizes or SIZES
     rounds = args.rounds or 3
     figures: dict[str, float] = {}

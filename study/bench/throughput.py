@@ -26,7 +26,15 @@ import statistics
 import subprocess
 import time
 
+from ..data import prepare_data
+from ..lazy import lazy
+from ..model import LeNetConfig, build_lenet, count_params
+from ..spacefile import StudySettings
 from .common import fresh_trial_model, round_order
+
+keras = lazy("keras")
+tensorflow = lazy("tensorflow")
+tuner_module = lazy("study.tuner")  # the trial's fit; importing keras-tuner starts TensorFlow
 
 BATCH_SIZES = (32, 128)
 TARGETS = {32: 1.5, 128: 1.15}  # study / bare images per second
@@ -34,8 +42,6 @@ SIDES = ("study", "bare", "tf.data")
 
 
 def _config():
-    from ..model import LeNetConfig
-
     # tf2-classic's architecture with relu and max pooling: 61,706 parameters, Adam, constant learning rate.
     return LeNetConfig(activation="relu", pooling="max", patience=0)
 
@@ -46,8 +52,6 @@ def _config():
 def flops_per_image(model) -> tuple[int, dict[str, int]]:
     """Training FLOPs per image (multiply-adds of the convolutions and dense layers x 2 FLOPs x 3 for forward
     and backward), and the multiply-adds of each such layer. Pooling, activations and the optimizer are left out."""
-    import keras
-
     macs: dict[str, int] = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -107,11 +111,6 @@ class _Side:
     in the epoch's accuracy)."""
 
     def __init__(self, name: str, config, input_shape, x, y):
-        import tensorflow as tf
-
-        from ..model import build_lenet
-        from ..tuner import STEPS_PER_EXECUTION, fit_model
-
         self.name, self.config, self.n = name, config, len(y)
         if name == "bare":
             self.model = build_lenet(config, input_shape)
@@ -120,12 +119,12 @@ class _Side:
                                                     verbose=0)
         else:
             self.model = fresh_trial_model(config, input_shape, len(y))
-            self.steps_per_execution = STEPS_PER_EXECUTION
-            self._fit = lambda data: fit_model(self.model, config, *data)
+            self.steps_per_execution = tuner_module.STEPS_PER_EXECUTION
+            self._fit = lambda data: tuner_module.fit_model(self.model, config, *data)
         self.data = (x, y)
         if name == "tf.data":
-            self.data = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(y), seed=config.seed)
-                         .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),)
+            self.data = (tensorflow.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(y), seed=config.seed)
+                         .batch(config.batch_size).prefetch(tensorflow.data.AUTOTUNE),)
             # fit_model would pass batch_size, which Keras ignores (with a warning) for a batched dataset;
             # with this config it adds no callback either, so the fit is the same.
             self._fit = lambda data: self.model.fit(*data, epochs=config.epochs, shuffle=False, verbose=0)
@@ -167,21 +166,15 @@ def _check_steps(batch: int, n: int, epochs: int, steps: dict[str, int], counted
 
 def bench_throughput(args, echo=print) -> dict[str, float]:
     """Images/s of the study's fit, the bare fit and the study's fit on tf.data, at batch 32 and 128."""
-    from ..data import prepare_data
-    from ..space import StudySettings
-    from ..tuner import STEPS_PER_EXECUTION
-
     settings = StudySettings(dataset=args.dataset, train_samples=args.train_samples)
     ds, (x, y), _ = prepare_data(settings, args.data_dir)
     epochs = args.epochs
     base = _config().replace(epochs=epochs)
     flops, macs = flops_per_image(fresh_trial_model(base, ds.input_shape, len(y)))
     limit, cores, limit_line = flop_limit()
-    from ..model import count_params
-
     echo(f"LeNet-5 relu, max pooling, C5 conv, Adam: {count_params(base):,} parameters; {len(y):,} "
          f"{ds.provenance.resolved} training images; {epochs} epoch(s) per timed fit, {args.rounds} round(s), "
-         f"sides alternating; study: steps_per_execution={STEPS_PER_EXECUTION}, bare: 1")
+         f"sides alternating; study: steps_per_execution={tuner_module.STEPS_PER_EXECUTION}, bare: 1")
     echo(f"FLOPs per training image: {sum(macs.values()):,} multiply-adds ("
          + ", ".join(f"{name} {n:,}" for name, n in macs.items())
          + f") x 2 FLOPs x 3 (forward + backward) = {flops / 1e6:.2f} MFLOP")

@@ -20,7 +20,17 @@ import math
 import time
 from dataclasses import dataclass
 
+from .. import tracking
+from ..data import prepare_data
+from ..lazy import lazy
+from ..model import LeNetConfig
+from ..spacefile import StudySettings
+from ..variants import VARIANTS
 from .common import BenchError, fresh_trial_model
+
+keras = lazy("keras")
+mlflow_exceptions = lazy("mlflow.exceptions")
+tuner_module = lazy("study.tuner")  # the trial's fit; importing keras-tuner starts TensorFlow
 
 THRESHOLD = 0.9876  # tf2-classic's reported accuracy
 RECIPE = "subclass-relu"
@@ -42,8 +52,6 @@ class Race:
 def _plateau_callback(config):
     """ReduceLROnPlateau as fit_model adds it, kept across the per-epoch fit calls (Keras resets it at each
     fit's start)."""
-    import keras
-
     class KeptReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         started = False
 
@@ -58,8 +66,6 @@ def _plateau_callback(config):
 
 def race(name: str, config, data, max_epochs: int, threshold: float, echo=print) -> Race:
     """Train `config` epoch by epoch until the test accuracy reaches `threshold` or `max_epochs` have run."""
-    from ..tuner import fit_model
-
     ds, (x_tr, y_tr), (x_val, y_val) = data
     model = fresh_trial_model(config, ds.input_shape, len(y_tr))
     fit_config, extra = config.replace(patience=0), {}
@@ -69,7 +75,7 @@ def race(name: str, config, data, max_epochs: int, threshold: float, echo=print)
     result = Race(name)
     for epoch in range(max_epochs):
         t0 = time.perf_counter()
-        fit_model(model, fit_config, x_tr, y_tr, epochs=epoch + 1, initial_epoch=epoch, **extra)
+        tuner_module.fit_model(model, fit_config, x_tr, y_tr, epochs=epoch + 1, initial_epoch=epoch, **extra)
         result.seconds += time.perf_counter() - t0
         result.epochs = epoch + 1
         result.test_accuracy = float(model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)[1])
@@ -82,18 +88,12 @@ def race(name: str, config, data, max_epochs: int, threshold: float, echo=print)
 
 def _study_config(args, echo=print):
     """(config, where it came from, the study's settings) from the store: --run, else the study's best trial."""
-    from .. import tracking
-    from ..model import LeNetConfig
-    from ..space import StudySettings
-
-    from mlflow.exceptions import MlflowException
-
     c = tracking.client()
     study = args.study or "lenet"
     if args.run:
         try:
             run = c.get_run(args.run)
-        except MlflowException:
+        except mlflow_exceptions.MlflowException:
             raise BenchError(f"bench: --run {args.run}: no such run in {tracking.tracking_uri()}") from None
         parent = tracking.parent_run(c, run)
         source = f"run {args.run}"
@@ -114,10 +114,6 @@ def _study_config(args, echo=print):
 
 def bench_time_to_accuracy(args, echo=print) -> dict[str, float]:
     """Seconds to the threshold: the study's best configuration vs the subclass-relu recipe."""
-    from ..data import prepare_data
-    from ..tuner import knob_text
-    from ..variants import VARIANTS
-
     threshold = args.threshold if args.threshold is not None else THRESHOLD
     ours, source, settings = _study_config(args, echo)
     recipe = VARIANTS[RECIPE].config
@@ -131,7 +127,8 @@ def bench_time_to_accuracy(args, echo=print) -> dict[str, float]:
          f"{len(ds.y_test):,} test images; one fit(epochs=1) per epoch, the test evaluation outside the clock")
     for name, config, epochs in sides:
         epochs = min(epochs, args.max_epochs) if args.max_epochs else epochs
-        echo(f"[{name}] {source if name == 'lenet-study' else 'the documented recipe'}: {knob_text(config)}, "
+        echo(f"[{name}] {source if name == 'lenet-study' else 'the documented recipe'}: "
+             f"{tuner_module.knob_text(config)}, "
              f"lr schedule {config.lr_schedule}, at most {epochs} epoch(s)")
         results[name] = race(name, config, data, epochs, threshold, echo)
     for r in results.values():

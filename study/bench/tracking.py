@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from ..data import prepare_data
+from ..lazy import lazy
+from ..model import build_lenet
+from ..search import StudyRequest, run_search
+from ..space import load_space
+from ..spacefile import resolve_config
+from ..tracking import client
 from .common import BenchError, fresh_trial_model, round_order
+
+# Both sides train through tuner.fit_model, read from the module at each call: _timed_fits replaces it.
+tuner_module = lazy("study.tuner")
 
 BENCH_SPACE = """\
 study:
@@ -53,15 +64,12 @@ def _bench_space(tmp: Path, args) -> Path:
 def _bare_study(configs, settings, tmp: Path) -> None:
     """What a script without tuner or tracker does with the same trials: load the data, fit each
     configuration, evaluate the best (by validation accuracy) on the test set once and save it."""
-    from ..data import prepare_data
-    from ..tuner import fit_model, gc_frozen
-
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, None)
     best, best_acc = None, -1.0
-    with gc_frozen():  # as run_search does once its data is loaded
+    with tuner_module.gc_frozen():  # as run_search does once its data is loaded
         for config in configs:
             model = fresh_trial_model(config, ds.input_shape, len(y_tr))  # the same model a trial trains
-            history = fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
+            history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
             acc = max(history.history["val_accuracy"])
             if acc > best_acc:
                 best, best_acc = model, acc
@@ -72,9 +80,7 @@ def _bare_study(configs, settings, tmp: Path) -> None:
 @contextlib.contextmanager
 def _timed_fits(seconds: list[float]):
     """Add the wall time of every `study.tuner.fit_model` call (both sides train through it) to `seconds`."""
-    from .. import tuner
-
-    fit = tuner.fit_model
+    fit = tuner_module.fit_model
 
     def timed(*args, **kwargs):
         t0 = time.perf_counter()
@@ -83,11 +89,11 @@ def _timed_fits(seconds: list[float]):
         finally:
             seconds.append(time.perf_counter() - t0)
 
-    tuner.fit_model = timed
+    tuner_module.fit_model = timed
     try:
         yield
     finally:
-        tuner.fit_model = fit
+        tuner_module.fit_model = fit
 
 
 def bench_tracking(args, echo=print) -> dict[str, float]:
@@ -97,15 +103,6 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
     sides (plus the trial callbacks on the tracked one) and carry the machine's noise; the rest is
     what the study does around them, which is where tracking costs show without that noise.
     """
-    import statistics
-
-    from ..data import prepare_data
-    from ..model import build_lenet
-    from ..search import StudyRequest, run_search
-    from ..space import load_space, resolve_config
-    from ..tracking import client
-    from ..tuner import fit_model
-
     if args.data_dir:
         os.environ["LENET_DATA_DIR"] = args.data_dir
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -119,8 +116,8 @@ def bench_tracking(args, echo=print) -> dict[str, float]:
         # Not counted: TensorFlow's first fit in a process (thread pools, kernels) and the creation of a
         # new MLflow store's tables, which happens once per store, not per study.
         ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, None)
-        fit_model(build_lenet(configs[0]), configs[0].replace(epochs=1), x_tr[:512], y_tr[:512],
-                  validation_data=(x_val[:128], y_val[:128]))
+        tuner_module.fit_model(build_lenet(configs[0]), configs[0].replace(epochs=1), x_tr[:512], y_tr[:512],
+                               validation_data=(x_val[:128], y_val[:128]))
         uri = f"sqlite:///{tmp}/mlflow.db"
         t0 = time.perf_counter()
         client(uri).search_experiments()

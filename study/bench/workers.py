@@ -13,6 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import schema, tracking
+from ..devices import cpu_cores
+from ..parallel.chief import launch
+from ..search import StudyRequest
+from ..space import load_space
+
 BENCH_WORKERS_SPACE = """\
 # Worker-scaling benchmark: identical trials (only the weight seed differs), fixed cost each.
 study:
@@ -35,8 +41,6 @@ space:
 
 def _trial_span(uri: str, study: str) -> tuple[float, int]:
     """Seconds from the first trial's start to the last trial's end, and the trials finished, from MLflow."""
-    from .. import schema, tracking
-
     c = tracking.client(uri)
     runs = tracking.trial_runs(c, c.get_experiment_by_name(study).experiment_id, max_results=1000)
     done = [r for r in runs if r.info.status == schema.RUN_FINISHED]
@@ -47,11 +51,6 @@ def _trial_span(uri: str, study: str) -> tuple[float, int]:
 
 def bench_workers(args, echo=print) -> dict[str, float]:
     """Trials per hour: 1 worker with every core vs one worker per core with one thread each."""
-    from ..parallel.chief import launch
-    from ..devices import cpu_cores
-    from ..search import StudyRequest
-    from ..space import load_space
-
     cores = cpu_cores()
     trials = max(4, args.trials + (-args.trials) % 2) if cores >= 2 else max(2, args.trials)
     train_samples = args.train_samples or 20000

@@ -26,17 +26,25 @@ import queue
 import socket
 import time
 import uuid
+from concurrent import futures
 from pathlib import Path
 
-from .. import kt_compat, schema
+from .. import schema, tracking
 from ..devices import gpu_assignment, visible_gpu_ids
-from ..kt_compat import TrialStatus
-from ..search import (TUNER_DIRNAME, SearchError, StudyRequest, claim_study, finished_result, no_space_as_error,
-                      remove_study_folder)
+from ..errors import SearchError
+from ..lazy import lazy, load
+from ..paths import study_folder
+from ..search import (StudyRequest, announce_resume, claim_study, finish_study, finished_result, interrupt_note,
+                      make_study_tuner, no_space_as_error, open_study, remove_study_folder)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, exit_text, parse_workers,
                         sigterm_as_interrupt, worker_command)
+
+# keras-tuner's side, loaded once the flags are checked (importing keras-tuner starts TensorFlow).
+grpc = lazy("grpc")
+kt_compat = lazy("study.kt_compat")
+tuner_module = lazy("study.tuner")
 
 WORKER_DEATH_RETRIES = 1  # keras-tuner's max_retries_per_trial for the trial of a worker that died
 REMOTE_GRACE_S = 30.0  # how long the chief waits for remote workers to hear "stop" once every trial is done
@@ -67,20 +75,16 @@ class ChiefServer:
         return hostport(self.host, self.port)
 
     def start(self) -> "ChiefServer":
-        from concurrent import futures
-
-        import grpc
-
         chief = self
 
         class Servicer(kt_compat.oracle_servicer_class()):
             def CreateTrial(self, request, context):
                 if chief.aborted:
-                    trial = kt_compat.Trial(chief.oracle.get_space(), status=TrialStatus.STOPPED)
+                    trial = kt_compat.Trial(chief.oracle.get_space(), status=kt_compat.TrialStatus.STOPPED)
                     chief.oracle.tuner_ids.discard(request.tuner_id)
                 else:
                     trial = chief.oracle.create_trial(request.tuner_id)
-                if trial.status == TrialStatus.STOPPED:
+                if trial.status == kt_compat.TrialStatus.STOPPED:
                     chief.stop_triggered = True
                 return kt_compat.create_trial_response(trial)
 
@@ -129,16 +133,16 @@ class ChiefServer:
 def _end_trial_once(oracle, trial, chief: ChiefServer) -> bool:
     """Runs under the oracle's lock (kt_compat.synchronized)."""
     current = oracle.trials.get(trial.trial_id)
-    if current is None or current.status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
+    if current is None or current.status in kt_compat.ENDED:
         return False
     waiting = kt_compat.retry_queue(oracle)
     if trial.trial_id in waiting:
         # The oracle was reloaded while this trial ran: it waits for a retry. A result settles it.
-        if trial.status == TrialStatus.INVALID:
+        if trial.status == kt_compat.TrialStatus.INVALID:
             return False
         waiting.remove(trial.trial_id)
     try:
-        if trial.status == TrialStatus.INVALID:
+        if trial.status == kt_compat.TrialStatus.INVALID:
             # keras-tuner prints "Trial N failed k times" on a retry; the progress view says it instead.
             with contextlib.redirect_stdout(io.StringIO()):
                 oracle.end_trial(trial)
@@ -168,21 +172,19 @@ class ProgressView:
         self.echo = echo
 
     def handle(self, trial_id: str, note: str = "") -> None:
-        from ..tuner import hp_label
-
         trial = self.oracle.trials.get(trial_id)
         if trial is None:
             return
-        if trial.status not in (TrialStatus.COMPLETED, TrialStatus.FAILED):
+        if trial.status not in kt_compat.ENDED:
             self.echo(f"trial {trial_id}: {note or 'invalid result'}; keras-tuner will run it again")
             return
         run = self.tracker.run_of_trial(trial_id)
         metrics = run.data.metrics if run is not None else {}
         tags = run.data.tags if run is not None else {}
         worker = tags.get(schema.WORKER)
-        label = hp_label(trial.hyperparameters, self.settings) + (f" [{worker}]" if worker else "")
+        label = tuner_module.hp_label(trial.hyperparameters, self.settings) + (f" [{worker}]" if worker else "")
         val_acc = metrics.get(schema.BEST_VAL_ACCURACY, trial.score if trial.score is not None else math.nan)
-        if trial.status == TrialStatus.FAILED:
+        if trial.status == kt_compat.TrialStatus.FAILED:
             note = note or tags.get(schema.FAILURE_REASON, "") or (trial.message or "").strip()[-80:]
         self.progress.trial_done(trial_id, label, trial.status, float(val_acc), int(metrics.get("epochs_run", 0)),
                                  float(metrics.get("wall_time_s", 0.0)), note[:80])
@@ -203,8 +205,6 @@ def launch(request: StudyRequest, echo=print):
     A worker finds the parent run by the launch id it was given, and waits for the oracle's port.
     The flags are checked first; from then on the chief holds the study's lock (search.claim_study).
     """
-    from .. import tracking
-
     n = parse_workers(request.workers)
     study = request.name
     bind_host, bind_port = parse_address(request.oracle_bind, what="--oracle-bind")
@@ -228,12 +228,10 @@ def launch(request: StudyRequest, echo=print):
 def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tuple[str, int], remote_ok: bool,
            user_uri: str, echo):
     """`launch` once its flags are checked and the study is this process's."""
-    from .. import tracking
-
     bind_host, bind_port = bind
     local_store = user_uri.startswith("sqlite:")
     log_dir = Path(request.log_dir).resolve()
-    project_dir = log_dir / TUNER_DIRNAME / study
+    project_dir = study_folder(log_dir, study)
     if request.fresh:
         remove_study_folder(log_dir, study)  # open_study then writes a new search id into the empty folder
     project_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +262,7 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
             if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
                 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-            import keras_tuner  # noqa: F401  (TensorFlow's import overlaps the others' start)
+            load("keras_tuner")  # now: TensorFlow's import overlaps the others' start
 
             if server is not None:
                 server.wait_ready()
@@ -290,24 +288,21 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
 
 def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int, bind: tuple[str, int],
                remote_ok: bool, user_uri: str, launch_id: str, echo, server: LocalTrackingServer | None = None):
-    from ..search import announce_resume, finish_study, interrupt_note, make_study_tuner, open_study
-    from ..tuner import Progress
-
     opened = open_study(request, echo=echo,
                         extra_params={schema.WORKERS_PARAM: n, schema.THREADS_PARAM: threads})
     tracker = opened.tracker
     chief = None
     with tracker.parent_status(), interrupt_note(echo):
         try:
-            progress = Progress(None, echo=echo)
+            progress = tuner_module.Progress(None, echo=echo)
             tuner = make_study_tuner(request, opened)  # progress comes from the view below, not the tuner
             oracle = tuner.oracle
             oracle.verbose = 0  # the progress view prints instead of keras-tuner's Display
             # A trial whose worker died comes back INVALID: keras-tuner runs it once more, then counts it FAILED.
             oracle.max_retries_per_trial = max(oracle.max_retries_per_trial, WORKER_DEATH_RETRIES)
             # A trial ended just before an interruption can be both finished and queued for a retry on reload.
-            kt_compat.set_retry_queue(oracle, [t for t in kt_compat.retry_queue(oracle) if oracle.trials[t].status
-                                               not in (TrialStatus.COMPLETED, TrialStatus.FAILED)])
+            kt_compat.set_retry_queue(oracle, [t for t in kt_compat.retry_queue(oracle)
+                                               if oracle.trials[t].status not in kt_compat.ENDED])
             tuner.save()  # tuner0.json + oracle.json: a single-process search can resume this study, and back
             announce_resume(tuner, progress, request, echo)
             view = ProgressView(progress, oracle, tracker, request.settings, echo)
@@ -365,7 +360,7 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
         if ongoing is not None:
             died = f"{w.tuner_id} died ({exit_text(w.last_rc)})"
             invalid = kt_compat.Trial(ongoing.hyperparameters, trial_id=ongoing.trial_id,
-                                      status=TrialStatus.INVALID, message=died)
+                                      status=kt_compat.TrialStatus.INVALID, message=died)
             chief.end_trial(invalid, note=died)
         return f"; its run for trial {', '.join(killed)} marked KILLED" if killed else ""
 

@@ -1,8 +1,9 @@
-"""Addresses and readiness: parsing HOST[:PORT], free ports, and waiting for a server to answer.
+"""Addresses and readiness: parsing HOST[:PORT], free ports, and waiting for the oracle's port to answer.
 
 The oracle's gRPC port and the temporary tracking server bind to loopback
-unless the user names another address; the polls here replace the long
-back-offs of gRPC's and MLflow's own clients with short, bounded waits.
+unless the user names another address; `wait_port` replaces the long back-offs
+of gRPC's own client with a short, bounded wait (a tracking server's is
+store.wait_http).
 """
 
 from __future__ import annotations
@@ -10,15 +11,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-import urllib.request
 
-from ..search import SearchError
+from ..errors import SearchError
 
 LOOPBACK = "127.0.0.1"
-
-
-class NoAnswer(SearchError):
-    """A server that did not answer within the time given."""
 
 
 def parse_address(text: str | None, *, default_host: str = LOOPBACK, default_port: int = 0,
@@ -72,26 +68,6 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def wait_http(uri: str, timeout: float = 180.0, *, alive=None, what: str = "MLflow tracking server") -> None:
-    """Until an MLflow tracking server at `uri` answers /health (MLflow's client retries with long
-    back-offs). `alive()`, when given, is asked between tries and may raise to stop waiting."""
-    if not uri.startswith("http"):
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            alive()
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            raise NoAnswer(f"no {what} answers on {uri} (waited {timeout:.0f} s)")
-        time.sleep(0.3)
 
 
 def wait_port(host: str, port: int, timeout: float = 600.0) -> None:

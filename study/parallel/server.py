@@ -20,8 +20,9 @@ import sys
 import threading
 from pathlib import Path
 
-from ..search import SearchError
-from .net import LOOPBACK, NoAnswer, free_port, hostport, wait_http
+from ..errors import SearchError
+from ..store import NoAnswer, wait_http
+from .net import LOOPBACK, free_port, hostport
 from .supervise import exit_text, guarded, tail
 
 MAX_RESTARTS = 3  # restarts of a tracking server that stopped during one search

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..devices import cpu_cores  # noqa: F401 - chief and worker take it from here
-from ..search import SearchError
+from ..errors import SearchError
 
 MAX_RESTARTS = 3  # per worker process
 USER_ERROR_EXIT = 2  # what `lenet-study` returns for a one-line user error: not worth a restart

@@ -21,14 +21,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import kt_compat, schema
+from .. import schema, tracking
+from ..data import prepare_data
 from ..devices import gpu_assignment, visible_gpu_ids
+from ..errors import SearchError
 from ..files import name_problem
-from ..search import TUNER_DIRNAME, SearchError, no_space_as_error
+from ..lazy import lazy
+from ..paths import study_folder, tuner_root
+from ..search import guard_trials, no_space_as_error, search_callbacks
+from ..space import StudySettings, load_space
+from ..store import wait_http
 from .chief import LAUNCH_ENV
-from .net import hostport, parse_address, wait_http, wait_port
+from .net import hostport, parse_address, wait_port
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers, sigterm_as_interrupt,
                         watch_supervisor, worker_command)
+
+# keras-tuner's side, loaded once the flags are checked (importing keras-tuner starts TensorFlow).
+kt_compat = lazy("study.kt_compat")
+tensorflow = lazy("tensorflow")
+tuner_module = lazy("study.tuner")
 
 
 @dataclass
@@ -45,9 +56,6 @@ class JoinedStudy:
 def join_study(study: str, *, space_path: str | None, parent_run_id: str | None, wait_s: float = 600.0,
                echo=print) -> JoinedStudy:
     """Find the chief's parent run in MLflow and check this machine's space file against it."""
-    from .. import tracking
-    from ..space import StudySettings, load_space
-
     uri = tracking.tracking_uri()
     if uri.startswith("sqlite:"):
         raise SearchError(f"a worker logs through the study's tracking server, not the local store {uri}: "
@@ -68,8 +76,6 @@ def join_study(study: str, *, space_path: str | None, parent_run_id: str | None,
 def _find_parent(client, study: str, parent_run_id: str | None, launch_id: str | None, wait_s: float, echo):
     """The study's parent run: by id, by the launch id a local launcher gave its workers, or else the
     newest RUNNING parent run of the study whose oracle listens (waiting up to wait_s for the chief)."""
-    from .. import tracking
-
     if parent_run_id:
         run = client.get_run(parent_run_id)
         if run.data.tags.get(schema.ROLE) != schema.ROLE_STUDY or run.data.tags.get(schema.STUDY) != study:
@@ -101,10 +107,8 @@ def _set_threads(threads: int | None) -> None:
         return
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ[name] = str(threads)
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
+    tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,6 @@ def run_worker(request: WorkerRequest) -> int:
 
 def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     """One worker process: ask the oracle for trials until it says stop, log each as a child run."""
-    from .. import tracking
-    from ..data import prepare_data
-    from ..search import guard_trials, search_callbacks
-    from ..tuner import LeNetHyperModel, Progress, gc_frozen, make_tuner
-
     watch_supervisor()
     _set_threads(request.threads)
     tuner_id = request.tuner_id or socket.gethostname()
@@ -161,16 +160,17 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     log_dir = Path(request.log_dir)
     echo(f"{tuner_id}: study {joined.study!r} (parent run {tracker.parent_run_id}), oracle {hostport(host, port)}, "
          f"{request.threads or 'default'} TensorFlow thread(s), MLflow {joined.uri}")
-    tuner = make_tuner(
-        settings.tuner, hypermodel=LeNetHyperModel(settings, ds.input_shape, len(y_tr)),
+    tuner = tuner_module.make_tuner(
+        settings.tuner, hypermodel=tuner_module.LeNetHyperModel(settings, ds.input_shape, len(y_tr)),
         hyperparameters=joined.space.hyperparameters(), settings=settings, tracker=tracker,
-        progress=Progress(None, echo=echo), directory=str(log_dir / TUNER_DIRNAME), project_name=joined.study,
+        progress=tuner_module.Progress(None, echo=echo), directory=str(tuner_root(log_dir)),
+        project_name=joined.study,
         overwrite=False,  # never: the folder may be the chief's
     )
     _patch_worker_tuner(tuner)
     guard_trials(tuner, tracker, log_dir, echo)
     wait_port(host, port)
-    with gc_frozen():  # keras-tuner's two collections per trial then skip the libraries and the data
+    with tuner_module.gc_frozen():  # keras-tuner's two collections per trial then skip the libraries and the data
         tuner.search(x_tr, y_tr, validation_data=(x_val, y_val), callbacks=search_callbacks(log_dir, joined.study),
                      verbose=0)
     echo(f"{tuner_id}: the oracle has no more trials; done")
@@ -193,8 +193,6 @@ def _patch_worker_tuner(tuner) -> None:
 
 def supervise_workers(request: WorkerRequest, host: str, port: int, n: int) -> int:
     """`lenet-study worker --workers N` on a worker machine: N processes, restarted when they die."""
-    from .. import tracking
-
     joined = join_study(request.study, space_path=request.space, parent_run_id=request.parent_run_id)
     tracker = tracking.StudyTracker(joined.study, joined.uri, parent_run_id=joined.parent.info.run_id,
                                     search_id=joined.search_id)
@@ -205,7 +203,7 @@ def supervise_workers(request: WorkerRequest, host: str, port: int, n: int) -> i
     make_cmd = worker_command(oracle=oracle, study=joined.study, space_path=joined.space.path, log_dir=log_dir,
                               data_dir=request.data_dir, parent_run_id=tracker.parent_run_id)
     pool = WorkerPool(make_cmd, {**os.environ, "MLFLOW_TRACKING_URI": joined.uri})
-    folder = log_dir / TUNER_DIRNAME / joined.study
+    folder = study_folder(log_dir, joined.study)
     gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
     for i in range(n):
         pool.add(f"{base}-{i}", threads, folder / f"{base}-{i}.log", gpu=gpus[i])

@@ -24,6 +24,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
+from .. import devices
+
 PROCESSES_ENV = "LENET_REPORT_PROCESSES"
 
 _TASK: Callable[[int], Any] | None = None  # fn of the running fork_map, inherited by the forked children
@@ -41,9 +43,7 @@ def _run(i: int) -> Any:
 
 def processes(n_items: int) -> int:
     """How many processes `fork_map` uses for `n_items` items (1: this process alone)."""
-    from ..devices import cpu_cores
-
-    limit = cpu_cores()
+    limit = devices.cpu_cores()  # looked up at each call (a test may set the cores)
     cap = os.environ.get(PROCESSES_ENV, "").strip()
     if cap.isdigit() and int(cap) >= 1:
         limit = min(limit, int(cap))

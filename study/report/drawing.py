@@ -1,4 +1,4 @@
-"""What every figure draws with (`figure`: a Figure on an Agg canvas, never pyplot; `legend_below`), and what
+"""What every figure draws with (`figure`: a matplotlib Figure on an Agg canvas, never pyplot; `legend_below`), and what
 keeps the figures readable where the action is: accuracy drawn as error on a log axis zoomed to the
 competitive trials, and text labels placed where they overlap nothing.
 
@@ -18,6 +18,14 @@ import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from ..lazy import lazy
+
+mpl_agg = lazy("matplotlib.backends.backend_agg")
+mpl_figure = lazy("matplotlib.figure")
+mpl_text = lazy("matplotlib.text")
+mpl_ticker = lazy("matplotlib.ticker")
+mpl_transforms = lazy("matplotlib.transforms")
 
 ZOOM = 10.0  # the error axis reaches 10x the best error (one decade); worse trials go to a band at its top
 FLOOR = 1e-4  # where an accuracy of 1.0 is drawn: a log axis has no 0% error
@@ -87,36 +95,30 @@ def accuracy_percent(error: float) -> str:
 def error_locator(rng: ErrorRange):
     """Ticks at 1-2-5 (1-1.5-2-3-5-7 on a short axis; evenly spaced on one too short for those), none in the
     top band: its points are not at their value."""
-    from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator
-
     top = rng.cut if rng.cut is not None else rng.high
     decades = math.log10(top / rng.low)
     if decades < 0.45:  # too narrow for ticks at 1-2-5 (and a log axis is nearly linear here)
-        locator = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
+        locator = mpl_ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
     else:
-        locator = LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.3 else (1.0, 2.0, 5.0))
-    return FixedLocator([t for t in locator.tick_values(rng.low, top) if rng.low <= t <= top * 1.0001])
+        locator = mpl_ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.3 else (1.0, 2.0, 5.0))
+    return mpl_ticker.FixedLocator([t for t in locator.tick_values(rng.low, top) if rng.low <= t <= top * 1.0001])
 
 
 def minor_error_locator(rng: ErrorRange):
-    from matplotlib.ticker import FixedLocator, LogLocator
-
     top = rng.cut if rng.cut is not None else rng.high
-    return FixedLocator([t for t in LogLocator(subs="all").tick_values(rng.low, top) if rng.low <= t <= top * 1.0001])
+    return mpl_ticker.FixedLocator([t for t in mpl_ticker.LogLocator(subs="all").tick_values(rng.low, top) if rng.low <= t <= top * 1.0001])
 
 
 def error_axis(ax, rng: ErrorRange, what: str = "validation error", axis: str = "y", accuracy_side: bool = True):
     """Draw `axis` of `ax` as error on a log scale over `rng`: ticks in percent, and (`accuracy_side`) the
     same ticks as accuracy on the opposite side."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
     (ax.set_ylim if axis == "y" else ax.set_xlim)(rng.low, rng.high)
     target.set_major_locator(error_locator(rng))
-    target.set_major_formatter(FuncFormatter(lambda v, _: percent(v)))
+    target.set_major_formatter(mpl_ticker.FuncFormatter(lambda v, _: percent(v)))
     target.set_minor_locator(minor_error_locator(rng))
-    target.set_minor_formatter(NullFormatter())
+    target.set_minor_formatter(mpl_ticker.NullFormatter())
     target.set_label_text(f"{what} (log scale)")
     if rng.cut is not None:  # the band above it holds the points beyond the cut, not to scale
         (ax.axhline if axis == "y" else ax.axvline)(rng.cut, color="0.5", lw=0.8, ls=":", zorder=1)
@@ -126,9 +128,9 @@ def error_axis(ax, rng: ErrorRange, what: str = "validation error", axis: str = 
                 else ax.secondary_xaxis("top", functions=identity))
         other = side.yaxis if axis == "y" else side.xaxis
         other.set_major_locator(error_locator(rng))
-        other.set_major_formatter(FuncFormatter(lambda v, _: accuracy_percent(v)))
+        other.set_major_formatter(mpl_ticker.FuncFormatter(lambda v, _: accuracy_percent(v)))
         other.set_minor_locator(minor_error_locator(rng))
-        other.set_minor_formatter(NullFormatter())
+        other.set_minor_formatter(mpl_ticker.NullFormatter())
         other.set_label_text("accuracy")
     return ax
 
@@ -140,12 +142,9 @@ def beyond_label(rng: ErrorRange, n: int | None = None, what: str = "trial") -> 
 
 
 def figure(width: float = 8.0, height: float = 5.0, ncols: int = 1):
-    """A Figure (constrained layout) on its own Agg canvas, never pyplot, and its `ncols` axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    """A matplotlib Figure (constrained layout) on its own Agg canvas, never pyplot, and its `ncols` axes."""
+    fig = mpl_figure.Figure(figsize=(width, height), layout="constrained")
+    mpl_agg.FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols)
     return fig, axes
 
@@ -182,10 +181,8 @@ def join_labels(texts: Sequence[str], most: int = 3) -> str:
 def text_extent(text, renderer=None):
     """The window extent of a Text's or an Annotation's text alone (an Annotation's own extent also covers
     its line back to the point)."""
-    from matplotlib.text import Text
-
     text.get_window_extent(renderer)  # an Annotation places its text here
-    return Text.get_window_extent(text, renderer)
+    return mpl_text.Text.get_window_extent(text, renderer)
 
 
 def _hits(box, boxes: np.ndarray) -> bool:
@@ -269,12 +266,10 @@ def place_labels(ax, points: Sequence[tuple[float, float]], texts: Sequence[str]
 def _spot_box(x: float, y: float, dx: int, dy: int, offset: float, width: float, height: float):
     """The box (pixels) of a text `width` x `height` placed `offset` pixels from (x, y) in direction (dx, dy),
     aligned as `place_labels` aligns it (left of its anchor when right of the point, and so on)."""
-    from matplotlib.transforms import Bbox
-
     ax_, ay_ = x + dx * offset, y + dy * offset
     x0 = ax_ if dx > 0 else ax_ - width if dx < 0 else ax_ - width / 2
     y0 = ay_ if dy > 0 else ay_ - height if dy < 0 else ay_ - height / 2
-    return Bbox.from_bounds(x0, y0, width, height)
+    return mpl_transforms.Bbox.from_bounds(x0, y0, width, height)
 
 
 def _fits(box, frame, hard: np.ndarray, soft: np.ndarray | None) -> bool:

@@ -24,12 +24,14 @@ from itertools import combinations
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from .load import StudyRuns
 from .stats import CONFIDENCE, Effect, paired_difference, paired_effect
 from .tables import variant_order
+
+pd = lazy("pandas")
 
 
 class EffectMetric(NamedTuple):

@@ -22,9 +22,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from .drawing import ErrorRange, error_axis, error_range, figure, percent, to_error
 from .effects import effects_table
 from .figures_search import (  # the search's figures, imported from here by registry.py and the package
@@ -33,6 +33,9 @@ from .figures_search import (  # the search's figures, imported from here by reg
 from .importance import Importance, knob_importance
 from .load import StudyRuns
 from .tables import replication_table, variant_order
+
+pd = lazy("pandas")
+mpl_ticker = lazy("matplotlib.ticker")
 
 # --------------------------------------------------------------------------- documented variants
 
@@ -158,9 +161,7 @@ def plot_learning_curves(runs: StudyRuns, metric: str = "val_accuracy"):
         if curves.shape[1] > 1:
             ax.fill_between(epochs, to_error(curves.max(axis=1)), to_error(curves.min(axis=1)), color=color,
                             alpha=0.2, lw=0)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(mpl_ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     pretty = metric.replace("val_", "validation ").replace("_", " ")
     error_axis(ax, rng, pretty.replace("accuracy", "error"))

@@ -8,20 +8,26 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from .drawing import (ErrorRange, accuracy_percent, beyond_label, error_axis, error_locator, error_range, figure,
                       legend_below, minor_error_locator, percent, relabel, to_error)
 from .importance import marginal_means
-from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, _missing
+from .load import COMPLETED, FAILED, KNOB_TYPES, StudyRuns, is_missing
 from .tables import best_so_far, pareto_front, varied_knobs
+
+pd = lazy("pandas")
+matplotlib = lazy("matplotlib")
+mpl_cm = lazy("matplotlib.cm")
+mpl_colors = lazy("matplotlib.colors")
+mpl_ticker = lazy("matplotlib.ticker")
 
 _LOG_KNOBS = {"learning_rate"}  # always drawn on a log axis; others only when they span 100x
 
 
 def _label(row: pd.Series) -> str:
-    return str(row["variant"]) if not _missing(row.get("variant")) else f"trial {row['trial_id']}"
+    return str(row["variant"]) if not is_missing(row.get("variant")) else f"trial {row['trial_id']}"
 
 
 def _is_categorical(values: pd.Series, knob: str) -> bool:
@@ -241,9 +247,6 @@ def parallel_coordinates_info(runs: StudyRuns, top: int = 15) -> ParallelCoordin
 def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
     """The top trials across the varied knobs and validation accuracy, that axis and the colours by log error
     (the best on top and yellow), so the best few stay apart when a poor trial makes the top 15."""
-    import matplotlib
-    from matplotlib import cm, colors
-
     info = parallel_coordinates_info(runs, top)
     if info is None:
         return None
@@ -251,7 +254,7 @@ def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
     fig, ax = figure(max(8.0, 1.4 * len(axes_names) + 2), 5.5)
     err = pd.Series(to_error(acc), index=acc.index)
     low, high = float(err.min()), float(err.max())
-    norm = colors.LogNorm(vmin=low, vmax=high if high > low else low * 1.01)  # colour by error too
+    norm = mpl_colors.LogNorm(vmin=low, vmax=high if high > low else low * 1.01)  # colour by error too
     cmap = matplotlib.colormaps["viridis_r"]  # the best yellow, as the line on top
     xs = np.arange(len(axes_names))
     for rank, (idx, e) in enumerate(err.items()):
@@ -269,15 +272,13 @@ def plot_parallel_coordinates(runs: StudyRuns, top: int = 15):
     ax.set_xlim(-0.6, len(axes_names) - 0.6)
     for spine in ("left", "right", "top"):
         ax.spines[spine].set_visible(False)
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="best validation accuracy (log error)")
+    bar = fig.colorbar(mpl_cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="best validation accuracy (log error)")
     bar.ax.invert_yaxis()  # the best on top, as on the accuracy axis
     ticks = ErrorRange(norm.vmin, norm.vmax, None)
     bar.ax.yaxis.set_major_locator(error_locator(ticks))
     bar.ax.yaxis.set_minor_locator(minor_error_locator(ticks))
-    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: accuracy_percent(v)))
-    bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    bar.ax.yaxis.set_major_formatter(mpl_ticker.FuncFormatter(lambda v, _: accuracy_percent(v)))
+    bar.ax.yaxis.set_minor_formatter(mpl_ticker.NullFormatter())
     ax.set_title(f"Top {len(acc)} trials by validation accuracy (thick line: best)")
     return fig
 
@@ -309,14 +310,12 @@ def _draw_front(ax, done: pd.DataFrame, front: pd.DataFrame, cost: str, label: s
     ax.scatter(front[cost][inside], front_err[inside], s=60, color="C3", zorder=3, label="Pareto front")
     _at_edge(ax, done[cost], err, rng, "0.55", 22)
     _at_edge(ax, front[cost], front_err, rng, "C3", 60, label="Pareto front trial in the band at the top")
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     values = done[cost].astype(float)
     if values.min() > 0 and values.max() / values.min() >= 10:  # plain numbers at 1-2-5, not 2x10^0
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if cost == "param_count" else f"{v:g}"))
+        ax.xaxis.set_major_locator(mpl_ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(mpl_ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(mpl_ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if cost == "param_count" else f"{v:g}"))
     ax.set_xlabel(label)
     error_axis(ax, rng, "best validation error")
     ax.grid(alpha=0.3)

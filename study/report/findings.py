@@ -31,7 +31,7 @@ from .. import schema
 from ..files import folder_name, write_atomic
 from .effects import effects_table, variant_differences
 from .importance import knob_importance
-from .load import StudyRuns, _missing
+from .load import StudyRuns, is_missing
 from .tables import replication_table
 
 FINDINGS_SECTION = "Findings"
@@ -63,7 +63,7 @@ def _ci_pct(low: float, high: float) -> str:
 
 
 def _finite(*xs: Any) -> bool:
-    return all(not _missing(x) and math.isfinite(float(x)) for x in xs)
+    return all(not is_missing(x) and math.isfinite(float(x)) for x in xs)
 
 
 # --------------------------------------------------------------------------- a search's answer
@@ -175,14 +175,14 @@ def _replication_findings(runs: StudyRuns) -> list[Finding]:
     table = replication_table(runs)
     out = []
     for r in table.itertuples():
-        if not r.n or _missing(r.test_mean):
+        if not r.n or is_missing(r.test_mean):
             continue
         measured = f"**{r.variant}**: {_pct(r.test_mean)} test"
         if _finite(r.test_ci_low, r.test_ci_high):
             measured += f" ({_ci_pct(r.test_ci_low, r.test_ci_high)}, n = {r.n})"
         else:
             measured += f" (n = {r.n}, no interval)"
-        if _missing(r.reported):
+        if is_missing(r.reported):
             out.append(Finding(measured + "; its tutorial reports no figure.", "variant_accuracy.png"))
         elif not r.claim_applies:
             out.append(Finding(measured + f"; its tutorial's {r.reported:.4f} is a {r.dataset} figure, not compared "

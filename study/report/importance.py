@@ -36,14 +36,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..knobs import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT
+from ..lazy import lazy, load
 from ..model import format_widths, parse_widths
-from ..space import AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, Space, SpaceError, parse_space
+from ..space import Space, SpaceError, parse_space
 from .cores import fork_map
-from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, _missing
+from .load import FAILED, KNOB_TYPES, KNOBS, RUNNING, StudyRuns, is_missing
 from .stats import ACCURACY_BOUNDS, mean_interval
+
+pd = lazy("pandas")
+optuna = lazy("optuna")  # a dev dependency: the report says so in one line when it is missing
+optuna_dists = lazy("optuna.distributions")
+scipy_stats = lazy("scipy.stats")
 
 MIN_TRIALS = 8  # fewer full-budget trials: no importance, a one-line note instead
 N_RESAMPLES = 20  # bootstrap resamples of the trials, a fANOVA forest on each
@@ -153,8 +159,6 @@ def knob_distributions(runs: StudyRuns, trials: pd.DataFrame, knobs: list[str], 
     """knob -> (Optuna distribution, condition) for the trials: the space's spec where it has one that
     is not fixed, else inferred from the values (float; int with more than 4 values; else categorical).
     condition: None, or (parent knob, allowed parent values as `_key`s) from the spec's `when:`."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     dataset = runs.parent_params.get("dataset")
     out = {}
     for knob in knobs:
@@ -168,19 +172,20 @@ def knob_distributions(runs: StudyRuns, trials: pd.DataFrame, knobs: list[str], 
         if spec and spec["type"] in ("float", "int") and kind in (float, int):
             low, high = _numeric_bounds(values, spec["min"], spec["max"])
             log = spec.get("sampling") == "log"  # Optuna has no reverse_log: drawn linear
-            dist = (FloatDistribution(low, high, log=log) if kind is float
-                    else IntDistribution(int(low), int(high), log=log))
+            dist = (optuna_dists.FloatDistribution(low, high, log=log) if kind is float
+                    else optuna_dists.IntDistribution(int(low), int(high), log=log))
         elif spec and spec["type"] == "choice":
             choices = list(dict.fromkeys(_key(knob, v, dataset) for v in spec["values"]))
             seen = [_key(knob, v) for v in values]
-            dist = CategoricalDistribution(choices + [v for v in dict.fromkeys(seen) if v not in choices])
+            dist = optuna_dists.CategoricalDistribution(choices + [v for v in dict.fromkeys(seen) if v not in choices])
         elif kind is float or (kind is int and values.nunique() > 4):
             low, high = _numeric_bounds(values, math.inf, -math.inf)
             log = low > 0 and high / low >= 100
-            dist = FloatDistribution(low, high, log=log) if kind is float else IntDistribution(int(low), int(high))
+            dist = (optuna_dists.FloatDistribution(low, high, log=log) if kind is float
+                    else optuna_dists.IntDistribution(int(low), int(high)))
         else:
             seen = sorted({_key(knob, v) for v in values}, key=_sort_key)
-            dist = CategoricalDistribution(seen)
+            dist = optuna_dists.CategoricalDistribution(seen)
         out[knob] = (dist, condition)
     return out
 
@@ -193,17 +198,15 @@ def _sort_key(value: str):
 
 
 def _trial_params(row: dict, distributions: dict, dataset: str | None) -> tuple[dict, dict]:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
     params, dists = {}, {}
     for knob, (dist, condition) in distributions.items():
-        if _missing(row[knob]):
+        if is_missing(row[knob]):
             continue
-        if condition and (_missing(row.get(condition[0])) or _key(condition[0], row[condition[0]]) not in condition[1]):
+        if condition and (is_missing(row.get(condition[0])) or _key(condition[0], row[condition[0]]) not in condition[1]):
             continue  # the knob does not apply to this trial (its `when:` does not hold)
-        if isinstance(dist, CategoricalDistribution):
+        if isinstance(dist, optuna_dists.CategoricalDistribution):
             value = _key(knob, row[knob])
-        elif isinstance(dist, IntDistribution):
+        elif isinstance(dist, optuna_dists.IntDistribution):
             value = int(row[knob])
         else:
             value = float(row[knob])
@@ -215,11 +218,11 @@ def _trial_params(row: dict, distributions: dict, dataset: str | None) -> tuple[
 
 
 def _optuna():
+    """Optuna, or None when it is not installed."""
     try:
-        import optuna
+        return load(optuna)
     except ImportError:
         return None
-    return optuna
 
 
 def knob_importance(runs: StudyRuns, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Importance:
@@ -235,8 +238,7 @@ def _knob_importance(runs: StudyRuns, n_resamples: int, seed: int) -> Importance
     trials, said = importance_trials(runs)
     n = len(trials)
     knobs = importance_knobs(trials)
-    optuna = _optuna()
-    if optuna is None:
+    if _optuna() is None:
         return _empty("", OPTUNA_MISSING, n, knobs)
     hyperband = next((s for s in said if s.startswith("Hyperband")), None)
     budget = "full-budget " if hyperband else ""
@@ -287,15 +289,13 @@ def _knob_importance(runs: StudyRuns, n_resamples: int, seed: int) -> Importance
 def _summarise(knobs: list[str], shares: np.ndarray) -> pd.DataFrame:
     """Per knob: median share, percentile interval, share of resamples where it ranks first (ties split),
     median rank (1 = most important), over the resamples where fANOVA assessed the knob."""
-    from scipy.stats import rankdata
-
     firsts = np.zeros_like(shares)
     ranks = np.full_like(shares, np.nan)
     for r, row in enumerate(shares):
         assessed = ~np.isnan(row)
         if not assessed.any():
             continue
-        ranks[r, assessed] = rankdata(-row[assessed], method="average")
+        ranks[r, assessed] = scipy_stats.rankdata(-row[assessed], method="average")
         top = row[assessed].max()
         if top > 0:
             winners = assessed & (row == top)

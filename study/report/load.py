@@ -11,15 +11,19 @@ metrics and LeNetConfig fields they hold.
 from __future__ import annotations
 
 import functools
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-import pandas as pd
 
 from .. import schema, tracking
+from ..errors import StudyError
+from ..lazy import lazy
 from ..model import LeNetConfig, field_types, scalar_type
+
+pd = lazy("pandas")
 
 # A trial's state in a report (lower case; not schema's TRIAL_STATUS values, which are tags).
 COMPLETED, FAILED, RUNNING = "completed", "failed", "running"
@@ -38,7 +42,7 @@ _TRIAL_METRICS = (
 )
 
 
-class ReportError(Exception):
+class ReportError(StudyError):
     """A one-line, user-facing reason why a report cannot be made."""
 
 
@@ -137,8 +141,6 @@ def list_studies(tracking_uri: str | None = None) -> list[str]:
 def save_runs(runs: StudyRuns, path: str | Path) -> Path:
     """Write a loaded study to `path` (a pickle), for `open_study` in another process of the same code:
     the report's notebooks read the study the report loaded instead of loading it again."""
-    import pickle
-
     path = Path(path)
     with open(path, "wb") as f:
         pickle.dump(runs, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -148,8 +150,6 @@ def save_runs(runs: StudyRuns, path: str | Path) -> Path:
 def open_study(study: str, tracking_uri: str | None = None, runs_file: str | Path | None = None) -> StudyRuns:
     """The study from `runs_file` (written by `save_runs`; trusted: only a file this package wrote) when it
     holds that study, else `load_study(study, tracking_uri)`: what the notebooks call."""
-    import pickle
-
     if runs_file and Path(runs_file).is_file():
         with open(runs_file, "rb") as f:
             runs = pickle.load(f)
@@ -168,11 +168,12 @@ def _prefixed(row: pd.Series, prefix: str) -> dict[str, str]:
     return {
         key[len(prefix):]: row[key]
         for key in row.index
-        if key.startswith(prefix) and not _missing(row[key])
+        if key.startswith(prefix) and not is_missing(row[key])
     }
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA: a value a run did not record."""
     if value is None:
         return True
     try:
@@ -181,12 +182,13 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def _text(value: Any) -> str | None:
-    return None if _missing(value) or str(value) == "" else str(value)
+def text_or_none(value: Any) -> str | None:
+    """The value as text; None when it is missing or empty."""
+    return None if is_missing(value) or str(value) == "" else str(value)
 
 
 def _texts(values: pd.Series) -> pd.Series:
-    """`_text` of every value, at once (object dtype, None where missing or empty)."""
+    """`text_or_none` of every value, at once (object dtype, None where missing or empty)."""
     text = pd.Series(values, dtype=object).map(str, na_action="ignore")
     keep = (text.notna() & (text != "")).to_numpy()
     return pd.Series(np.where(keep, text.to_numpy(dtype=object), None), index=text.index, dtype=object)
@@ -229,7 +231,7 @@ def load_study(study: str, tracking_uri: str | None = None, *, bulk: bool = True
     if children.empty:
         raise ReportError(f"study {study!r} has no trials yet (no child runs under its {len(parents)} parent run(s))")
     # The latest search: the SEARCH_ID of the latest parent with children ("" when untagged).
-    search_ids = _col(parents, f"tags.{schema.SEARCH_ID}").map(lambda v: _text(v) or "")
+    search_ids = _col(parents, f"tags.{schema.SEARCH_ID}").map(lambda v: text_or_none(v) or "")
     latest = parents[parents["run_id"].isin(set(children[_PARENT_COL]))].index[-1]
     same_search = search_ids == search_ids.loc[latest]
     in_search = children[_PARENT_COL].isin(set(parents.loc[same_search, "run_id"]))

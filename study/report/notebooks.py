@@ -18,8 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..lazy import lazy
 from .load import ReportError, StudyRuns, load_study, save_runs
 from .render import study_dir
+
+# The notebooks' machinery, imported when a notebook runs (nbconvert alone takes over half a second).
+nbformat = lazy("nbformat")
+nbclient = lazy("nbclient")
+nbclient_exceptions = lazy("nbclient.exceptions")
+nbconvert = lazy("nbconvert")
+jupyter_kernelspec = lazy("jupyter_client.kernelspec")
+jupyter_manager = lazy("jupyter_client.manager")
 
 NOTEBOOKS = ("compare_variants", "search_results")
 _REPO_ROOT = Path(__file__).resolve().parents[2]  # study/report/notebooks.py -> the repository
@@ -50,8 +59,6 @@ def _kernel_spec_dir(tmp: Path) -> Path:
 
 def inject_parameters(nb, **values: Any):
     """Replace the source of the cell tagged "parameters" (or insert one first) with `values`."""
-    import nbformat
-
     source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
@@ -67,13 +74,6 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
     and write their HTML renderings into reports/<study>/. The stored notebooks are not modified.
     `runs`: the study already loaded (default: `load_study`); the notebooks read it from a file
     (`save_runs`, their `runs_file` parameter) instead of loading the study again."""
-    import nbformat
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-    from nbconvert import HTMLExporter
-
     if runs is None:
         runs = load_study(study, tracking_uri)  # fail early, with the same one-line errors as write_report
     uri = runs.tracking_uri
@@ -92,21 +92,22 @@ def run_notebooks(study: str, out_root: str | os.PathLike = "reports", tracking_
                 raise ReportError(f"notebook {source} is missing")
             nb = inject_parameters(nbformat.read(source, as_version=4), study=study, tracking_uri=uri,
                                    runs_file=str(runs_file))
-            km = KernelManager(kernel_name=_KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+            specs = jupyter_kernelspec.KernelSpecManager(kernel_dirs=[str(kernels)])
+            km = jupyter_manager.KernelManager(kernel_name=_KERNEL, kernel_spec_manager=specs)
             if os.name == "posix":  # local sockets in the temp dir: no TCP ports, no plain-text warning
                 km.transport = "ipc"
                 km.ip = str(Path(tmp) / f"{name}-ipc")
-            client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=_KERNEL,
-                                    resources={"metadata": {"path": os.getcwd()}})
+            client = nbclient.NotebookClient(nb, km=km, timeout=timeout, kernel_name=_KERNEL,
+                                            resources={"metadata": {"path": os.getcwd()}})
             try:
                 client.execute(env=env, cleanup_kc=True)  # shut the kernel down even though we made its manager
-            except CellExecutionError as exc:
+            except nbclient_exceptions.CellExecutionError as exc:
                 first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise ReportError(f"notebook {source.name} failed for study {study!r}: {first}") from exc
             finally:
                 if km.has_kernel:
                     km.shutdown_kernel(now=True)
-            exporter = HTMLExporter()
+            exporter = nbconvert.HTMLExporter()
             quiet = _DropMessage("Alternative text is missing")  # plots in outputs carry no alt text
             exporter.log.addFilter(quiet)
             try:

@@ -14,8 +14,12 @@ import datetime as _dt
 import html
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
+
+import markdown
+import numpy as np
 
 from .. import schema
 from ..files import folder_name
@@ -24,14 +28,14 @@ from .figures import plot_importance, plot_pareto
 from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, save_figures
 from .findings import findings_markdown
 from .importance import knob_importance
-from .load import COMPLETED, FAILED, RUNNING, StudyRuns, _missing, load_study
+from .load import COMPLETED, FAILED, RUNNING, StudyRuns, is_missing, load_study
 from .tables import COSTS, failed_trials, leaderboard, measured, pareto_front, replication_table, varied_knobs
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
 
 def _fmt(value: Any, kind: str = "") -> str:
-    if _missing(value):
+    if is_missing(value):
         return "—"
     if kind == "acc":
         return f"{float(value):.4f}"
@@ -126,7 +130,7 @@ def _summary_line(runs: StudyRuns) -> str:
         f"{len(t)} trials{dup_note}: {counts[COMPLETED]} completed, {counts[FAILED]} failed or NaN, "
         f"{counts[RUNNING]} running or interrupted. Best validation accuracy "
         f"{best['best_val_accuracy']:.4f} ("
-        + (f"{best['variant']}, " if not _missing(best["variant"]) else "")
+        + (f"{best['variant']}, " if not is_missing(best["variant"]) else "")
         + f"trial {best['trial_id']})."
     )
 
@@ -150,7 +154,7 @@ def _leaderboard_section(runs: StudyRuns, top: int) -> list[str]:
         row = [r["rank"], r["trial_id"]] + ([_fmt(r["variant"]), _fmt(r["seed"])] if show_variant else [])
         row += [_fmt(r[k]) for k in knobs]
         row += [_fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), _fmt(r["param_count"], "int")]
-        row += [NOT_MEASURED if _missing(r[c]) else _fmt(r[c], kind) for c, _, kind in costs]
+        row += [NOT_MEASURED if is_missing(r[c]) else _fmt(r[c], kind) for c, _, kind in costs]
         row += [_fmt(r["epochs_run"], "int"), _fmt(r["wall_time_s"], "s"), f"`{r['run_id']}`"]
         rows.append(row)
     cost_note = ("Cost: inference through the model's compiled predict function on the machine that trained it "
@@ -205,18 +209,18 @@ def _replication_section(runs: StudyRuns) -> list[str]:
 
 
 def _mean_ci(mean: Any, low: Any, high: Any) -> str:
-    if _missing(mean):
+    if is_missing(mean):
         return "—"
-    return f"{mean:.4f}" + ("" if _missing(low) else f" [{low:.4f}, {high:.4f}]")
+    return f"{mean:.4f}" + ("" if is_missing(low) else f" [{low:.4f}, {high:.4f}]")
 
 
 def _yes_no(value: Any) -> str:
-    return "—" if value is None or _missing(value) else ("yes" if value else "no")
+    return "—" if value is None or is_missing(value) else ("yes" if value else "no")
 
 
 def _claim(r) -> str:
     """The tutorial's figure; in parentheses, with its dataset, when this study measured another one."""
-    if _missing(r["reported"]) or r["claim_applies"]:
+    if is_missing(r["reported"]) or r["claim_applies"]:
         return _fmt(r["reported"], "acc")
     return f"({_fmt(r['reported'], 'acc')} on {r['dataset']})"
 
@@ -241,8 +245,6 @@ def _spread(frame, n: int):
     """At most `n` rows of `frame`, evenly spaced from its first to its last."""
     if len(frame) <= n:
         return frame
-    import numpy as np
-
     return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))]
 
 
@@ -256,7 +258,7 @@ def _pareto_section(runs: StudyRuns) -> list[str]:
         front = pareto_front(runs, cost)
         shown = _spread(front, FRONT_ROWS)
         rows = [[r["trial_id"], _fmt(r["variant"]), _fmt(r["param_count"], "int"),
-                 NOT_MEASURED if _missing(r[schema.INFERENCE_MS]) else _fmt(r[schema.INFERENCE_MS], "ms"),
+                 NOT_MEASURED if is_missing(r[schema.INFERENCE_MS]) else _fmt(r[schema.INFERENCE_MS], "ms"),
                  _fmt(r["best_val_accuracy"], "acc"), _fmt(r["test_accuracy"], "acc"), f"`{r['run_id']}`"]
                 for _, r in shown.iterrows()]
         more = (f" {len(shown)} of its {len(front)} trials, spread along it from the cheapest to the most "
@@ -272,7 +274,7 @@ def _pareto_section(runs: StudyRuns) -> list[str]:
 
 def _signed(value: Any, metric: str) -> str:
     """A difference in the unit the report reads it in: accuracy in percentage points, time in s, parameters."""
-    if _missing(value):
+    if is_missing(value):
         return "—"
     if metric in (schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY):
         return f"{100 * float(value):+.2f} pp"
@@ -282,7 +284,7 @@ def _signed(value: Any, metric: str) -> str:
 
 
 def _ci(low: Any, high: Any, metric: str) -> str:
-    return "—" if _missing(low) else f"[{_signed(low, metric)}, {_signed(high, metric)}]"
+    return "—" if is_missing(low) else f"[{_signed(low, metric)}, {_signed(high, metric)}]"
 
 
 def _level(metric: str, value: Any) -> str:
@@ -293,7 +295,7 @@ def _level(metric: str, value: Any) -> str:
 
 def _mde(value: Any, metric: str) -> str:
     """A minimum detectable effect in its table's unit (pp, s, or a count of parameters)."""
-    if _missing(value):
+    if is_missing(value):
         return "—"
     return f"{float(value):,.0f}" if metric == "param_count" else magnitude(metric)(float(value))
 
@@ -384,7 +386,7 @@ def _importance_section(runs: StudyRuns) -> list[str]:
         return [result.note, ""]
     rows = []
     for r in result.table.itertuples():
-        if _missing(r.importance):
+        if is_missing(r.importance):
             rows.append([r.knob, "— (not assessed)", "—", "—"])
         else:
             rows.append([r.knob, f"{r.importance:.2f} [{r.low:.2f}–{r.high:.2f}]", f"{r.p_first:.0%}",
@@ -467,10 +469,6 @@ def _text_only_markdown():
     """A Markdown extension for text from the store (study and run names, tags, params, failure
     reasons): no raw HTML passes through, so `<script>` and `&` come out escaped like any other text,
     and a link only goes to http(s) or a file beside the report (never `javascript:`)."""
-    import urllib.parse
-
-    import markdown
-
     class Links(markdown.treeprocessors.Treeprocessor):
         def run(self, root):
             for element in root.iter():
@@ -492,8 +490,6 @@ def render_html(markdown_text: str, folder: Path, title: str) -> str:
     """report.md as one self-contained HTML page (figures embedded as data URIs). Every character of the
     markdown's text is escaped on the way (see `_text_only_markdown`): what a store holds never becomes
     markup."""
-    import markdown
-
     body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", _text_only_markdown()])
 
     def embed(match: re.Match) -> str:

@@ -75,10 +75,14 @@ import warnings
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
-from scipy import special
-from statsmodels.stats.power import TTestPower
-from statsmodels.stats.weightstats import ttost_paired
+
+from ..lazy import lazy
+
+pd = lazy("pandas")
+scipy_stats = lazy("scipy.stats")  # 1.5 s to import: only when an interval needs it
+scipy_special = lazy("scipy.special")
+statsmodels_power = lazy("statsmodels.stats.power")
+statsmodels_weightstats = lazy("statsmodels.stats.weightstats")
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MIN_N = 10
@@ -236,9 +240,7 @@ def mean_interval(values: Any, confidence: float = CONFIDENCE, bootstrap: bool =
             raise ValueError(f"mean_interval: value {outside[0]!r} lies outside the bounds [{lo:g}, {hi:g}]")
 
     def t_interval():
-        from scipy import stats
-
-        ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=confidence)
+        ci = scipy_stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=confidence)
         if bounds is None:
             return float(ci.low), float(ci.high)
         mean = float(np.mean(x))
@@ -256,8 +258,8 @@ def _logit_scale(mean: float, half: float, bounds: tuple[float, float]) -> tuple
     p = (mean - lo) / width
     if not 0.0 < p < 1.0:  # every value on one bound: no spread, handled before; kept safe here
         return mean, mean
-    centre, spread = special.logit(p), half / (width * p * (1.0 - p))
-    return float(lo + width * special.expit(centre - spread)), float(lo + width * special.expit(centre + spread))
+    centre, spread = scipy_special.logit(p), half / (width * p * (1.0 - p))
+    return float(lo + width * scipy_special.expit(centre - spread)), float(lo + width * scipy_special.expit(centre + spread))
 
 
 def paired_difference(a: Any, b: Any, confidence: float = CONFIDENCE) -> Interval:
@@ -294,9 +296,7 @@ def _pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
 
 def _paired_interval(x: np.ndarray, y: np.ndarray, paired: tuple, unpaired: tuple, confidence: float) -> Interval:
     def t_interval():
-        from scipy import stats
-
-        ci = stats.ttest_rel(x, y).confidence_interval(confidence_level=confidence)
+        ci = scipy_stats.ttest_rel(x, y).confidence_interval(confidence_level=confidence)
         return float(ci.low), float(ci.high)
 
     return _interval(x - y, t_interval, "paired t", confidence)._replace(seeds=paired, unpaired=unpaired)
@@ -309,7 +309,7 @@ def detectable_effect_size(n: int, alpha: float = 1 - CONFIDENCE, power: float =
     NaN for n < 2."""
     if n < 2:
         return math.nan
-    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+    return float(statsmodels_power.TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
                                           alternative="two-sided"))
 
 
@@ -340,7 +340,7 @@ def _tost(x: np.ndarray, y: np.ndarray, margin: float, alpha: float) -> tuple[fl
     if float(np.max(np.abs(d - mean))) <= _SAME * max(1.0, abs(mean)):
         inside = abs(mean) < margin
         return (0.0 if inside else 1.0), inside
-    p = float(ttost_paired(x, y, -margin, margin)[0])
+    p = float(statsmodels_weightstats.ttost_paired(x, y, -margin, margin)[0])
     return p, bool(p < alpha)
 
 
@@ -375,9 +375,7 @@ def paired_effect(a: Any, b: Any, margin: float | None = None, *, higher_is_bett
         if sd == 0:
             eq_low = eq_high = interval.estimate
         else:
-            from scipy import stats
-
-            ci = stats.ttest_rel(x, y).confidence_interval(confidence_level=1 - 2 * alpha)
+            ci = scipy_stats.ttest_rel(x, y).confidence_interval(confidence_level=1 - 2 * alpha)
             eq_low, eq_high = float(ci.low), float(ci.high)
     outcome, said = _judge(interval, higher_is_better, mde, margin, equivalent, describe)
     return Effect(interval, sd, mde, margin, tost_p, equivalent, outcome, said, power, eq_low, eq_high)
@@ -397,9 +395,7 @@ def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float, bo
     if float(np.max(np.abs(sample - mean))) <= _SAME * max(1.0, abs(mean)):
         return Interval(mean, mean, mean, n, "none needed: the same value at every seed (zero spread)", confidence)
     if bootstrap and n >= BOOTSTRAP_MIN_N:
-        from scipy import stats
-
-        p = float(stats.shapiro(sample).pvalue)
+        p = float(scipy_stats.shapiro(sample).pvalue)
         if p < NORMALITY_ALPHA:
             low, high, how = _bootstrap(sample, confidence)
             return Interval(mean, low, high, n, f"bootstrap {how} ({BOOTSTRAP_RESAMPLES:,} resamples, seed "
@@ -410,13 +406,11 @@ def _interval(sample: np.ndarray, t_interval, t_name: str, confidence: float, bo
 
 
 def _bootstrap(sample: np.ndarray, confidence: float) -> tuple[float, float, str]:
-    from scipy import stats
-
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # BCa warns (and gives NaN) when its acceleration is undefined: percentile is the fallback.
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            result = stats.bootstrap((sample,), np.mean, confidence_level=confidence, method=method,
+            warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
+            result = scipy_stats.bootstrap((sample,), np.mean, confidence_level=confidence, method=method,
                                      n_resamples=BOOTSTRAP_RESAMPLES, rng=np.random.default_rng(BOOTSTRAP_SEED))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):

@@ -12,12 +12,14 @@ the failed trials, and which knobs the completed trials varied. The figures
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .. import schema
+from ..lazy import lazy
 from ..variants import VARIANTS
-from .load import COMPLETED, FAILED, KNOBS, RUNNING, StudyRuns, _missing, _text
+from .load import COMPLETED, FAILED, KNOBS, RUNNING, StudyRuns, is_missing, text_or_none
 from .stats import ACCURACY_BOUNDS, CONFIDENCE, mean_interval
+
+pd = lazy("pandas")
 
 
 def varied_knobs(runs: StudyRuns) -> list[str]:
@@ -48,7 +50,7 @@ def replication_table(runs: StudyRuns, confidence: float = CONFIDENCE) -> pd.Dat
     ]
     if trials.empty:
         return pd.DataFrame(columns=columns)
-    study_dataset = _text(runs.parent_params.get("dataset"))
+    study_dataset = text_or_none(runs.parent_params.get("dataset"))
     rows = []
     for name in variant_order(trials["variant"]):
         mine = trials[trials["variant"] == name]
@@ -190,7 +192,7 @@ def knob_list(row: pd.Series) -> str:
     parts = []
     for knob in (*KNOBS, "seed"):
         value = row.get(knob)
-        if _missing(value):
+        if is_missing(value):
             continue
         if knob == "learning_rate" or knob == "momentum":
             value = f"{float(value):g}"
