@@ -1,7 +1,7 @@
 """What a trained model costs, measured where it trained: inference latency and throughput, training
 seconds per epoch, and the host that measured them.
 
-Training's side of issue 11's "cost beside accuracy": nothing here knows MLflow or keras-tuner. The
+Training's side of "cost beside accuracy": nothing here knows MLflow or keras-tuner. The
 tuner and the final run call `inference_cost` on the model they just fitted and `seconds_per_epoch` on
 the fit's History objects (`tuner.fit_model` times each fit), and log the figures under schema's names.
 

@@ -135,7 +135,7 @@ def registered_model_name(study: str) -> str:
 SPACE_DIR = "space"
 REPORT_DIR = "report"
 
-# --------------------------------------------------------------------------- cost beside accuracy (issue 11)
+# --------------------------------------------------------------------------- cost beside accuracy
 # Tags of child and final runs: the machine that trained the run and measured its cost.
 HOST = "lenet.host"  # socket.gethostname()
 HOST_CPU = "lenet.host_cpu"  # CPU model and cores, e.g. "Intel(R) Xeon(R) Processor, 2 cores"

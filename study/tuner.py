@@ -85,7 +85,7 @@ def config_from_hp(hp: kt.HyperParameters, settings: StudySettings | None = None
     return resolve_config(hp_values(hp), settings)
 
 
-# Batches per call into TensorFlow in every trial: measured for issue 10 on this 2-core CPU, batch 32
+# Batches per call into TensorFlow in every trial: measured on a 2-core CPU, batch 32
 # trained 1.6x faster with 16 and batch 128 1.17x (`make bench ARGS="--only throughput"` measures it
 # again; on a loaded machine its ratios are noisy). Callbacks still run per epoch; an epoch's last,
 # partial execution runs the batches that are left.

@@ -13,7 +13,7 @@ each store as its own process, imports included as a user runs it (after one unt
 times (default 3; the median counts), and once with the notebooks on the second size; `load_study` alone
 is timed in this process too. Beside wall time, the CPU seconds each report process used: on a machine
 other processes share, wall time swings with their load, CPU time much less.
-Targets (issue 11): the second size's report at most 1.3x the baseline's, 10,000 trials at most 10 s.
+Targets: the second size's report at most 1.3x the baseline's, 10,000 trials at most 10 s.
 """
 
 from __future__ import annotations

@@ -75,13 +75,13 @@ __all__ = [
     "plot_best_so_far", "plot_knob", "plot_learning_curves", "plot_parallel_coordinates", "plot_pareto",
     "plot_variant_accuracy", "render_html", "render_markdown", "replication_table", "reproduce_command",
     "run_notebooks", "varied_knobs", "variant_accuracy_info", "write_report",
-    # issue 11: findings, statistics and effects
+    # findings, statistics and effects
     "FINDINGS_SECTION", "Finding", "findings", "findings_markdown", "findings_markers", "include_findings",
     "EFFECT_METRICS", "EffectMetric", "Interval", "arm_order", "effects_info", "effects_table", "mean_interval",
     "paired_difference", "plot_effects", "seed_means", "variant_differences", "verdict",
     # the minimum detectable effect and equivalence beside every paired effect
     "Effect", "equivalence_margin", "equivalence_test", "minimum_detectable_effect", "paired_effect",
-    # issue 11: knob importance
+    # knob importance
     "Importance", "importance_info", "importance_trials", "knob_importance", "marginal_means", "plot_importance",
     "t_interval",
 ]

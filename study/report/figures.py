@@ -174,7 +174,7 @@ def plot_learning_curves(runs: StudyRuns, metric: str = "val_accuracy"):
     return fig
 
 
-# --------------------------------------------------------------------------- ablation (issue 11)
+# --------------------------------------------------------------------------- ablation
 
 
 def effects_info(runs: StudyRuns) -> pd.DataFrame:
@@ -265,7 +265,7 @@ def plot_effects(runs: StudyRuns):
     return fig
 
 
-# --------------------------------------------------------------------------- knob importance (issue 11)
+# --------------------------------------------------------------------------- knob importance
 
 
 def importance_info(runs: StudyRuns) -> pd.DataFrame:

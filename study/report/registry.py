@@ -87,7 +87,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Validation error per epoch of each variant, log scale", _has_variants),
     FigureSpec("best_so_far.png", plot_best_so_far, SEARCH_SECTION, "Best so far",
                "Best validation error so far, log scale", _has_search),
-    # issue 11: knob importance (drawn or, when it cannot be computed, a one-line note in report.md)
+    # knob importance (drawn or, when it cannot be computed, a one-line note in report.md)
     FigureSpec("importance.png", plot_importance, SEARCH_SECTION, "Knob importance",
                "Importance of each knob for validation accuracy", _has_search),
     FigureSpec("knob_{knob}.png", plot_knob, SEARCH_SECTION, "One axis plot per varied knob",
@@ -97,7 +97,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Top trials across the knobs", "Parallel coordinates", _not_ablation),
     FigureSpec("pareto.png", plot_pareto, SEARCH_SECTION, "Accuracy against cost: parameters and inference latency",
                "Pareto fronts: validation error against parameters and against inference latency"),
-    # issue 11: ablation studies
+    # ablation studies
     FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
                "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),
 )

@@ -269,7 +269,7 @@ def _pareto_section(runs: StudyRuns) -> list[str]:
     return lines
 
 
-# --------------------------------------------------------------------------- effects and differences (issue 11)
+# --------------------------------------------------------------------------- effects and differences
 
 
 def _signed(value: Any, metric: str) -> str:
@@ -379,7 +379,7 @@ def _differences_section(runs: StudyRuns) -> list[str]:
 
 
 
-# issue 11: knob importance (the table under importance.png, or the one line that says why there is none)
+# knob importance (the table under importance.png, or the one line that says why there is none)
 def _importance_section(runs: StudyRuns) -> list[str]:
     result = knob_importance(runs)
     if result.note is not None:
@@ -431,11 +431,11 @@ def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> 
         f"`{runs.tracking_uri}` (reports read the store and never retrain). "
         f"MLflow UI (`make ui`): [experiment {runs.study} (id {runs.experiment_id})]({runs.experiment_url}).", "",
     ]
-    lines += findings_markdown(runs, figure_names)  # issue 11: the report opens with what the numbers say
+    lines += findings_markdown(runs, figure_names)  # the report opens with what the numbers say
     lines += [_summary_line(runs), ""]
     lines += _settings_section(runs)
     lines += _provenance_section(runs)
-    if not runs.arm_trials.empty:  # issue 11: an ablation's answer comes before its leaderboard
+    if not runs.arm_trials.empty:  # an ablation's answer comes before its leaderboard
         lines += _effects_section(runs, figure_names)
     lines += _leaderboard_section(runs, top)
     if not runs.variant_trials.empty:
