@@ -9,9 +9,9 @@ module names such a package at its top as
 
 and the package is imported when an attribute is first read (`keras.layers`), not when the module is.
 Only heavy packages go through here (HEAVY lists them), and the two modules of this package that
-subclass keras-tuner's classes as they are imported (`study.tuner`, `study.kt_compat`), plus the
-report package, which imports pandas: the modules that must stay light (the CLI, the search's set-up,
-the workers' flags) reach those through `lazy("study.tuner")` and the like. Every other import is an
+subclass keras-tuner's classes as they are imported (`study.tuner`, `study.kt_compat`): the modules
+that must stay light (the CLI, the search's set-up, the workers' flags) reach those through
+`lazy("study.tuner")` and the like. Every other import is an
 ordinary one at its module's top; tests/test_layers.py checks both, and counts these lazy imports when
 it looks for import cycles.
 
