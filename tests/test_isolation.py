@@ -1,0 +1,176 @@
+"""Isolation studies (study/isolation.py, study/retrain.py): a `kind: isolation` file compiles to a grid over
+scientific values x nuisance points (the same points for every value), bad files get one line naming the
+file and key, and a tiny isolation study runs its grid on validation only, retrains each value's best with
+fresh seeds on test, and resumes without training a retrain twice."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from study import schema
+from study.cli import main as cli_main
+from study.model import ConfigError
+from study.space import SpaceError, load_space, resolve_config
+from study.spacefile import isolation_name, parse_isolation
+from study.variants import VARIANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+# 2 values x 2 points of 1 epoch on 300 real digits, 2 retrain seeds: 8 short trainings.
+TINY = ("study:\n  kind: isolation\n  dataset: mnist-5k\n  train_samples: 300\n  val_fraction: 0.25\n"
+        "  epochs: 1\n  patience: 1\n  trials_per_value: 2\n  seeds: 2\n  equivalence_margin: 0.5\n"
+        "baseline: {batch_size: 64}\nscientific:\n  optimizer: [adam, sgd]\n"
+        "nuisance:\n  learning_rate: {float: [1.0e-3, 1.0e-1], sampling: log}\n"
+        "  momentum: {float: [0.0, 0.9], when: {optimizer: sgd}}\n")
+OPTIMIZERS = ("study:\n  kind: isolation\n  epochs: 5\n  trials_per_value: 12\n  seeds: 3\n  seed: 7\n"
+              "baseline: {variant: small-kernel}\nscientific:\n  optimizer: [adam, sgd, rmsprop, nadam]\n"
+              "nuisance:\n  learning_rate: {float: [1.0e-4, 3.0e-1], sampling: log}\n"
+              "  momentum: {float: [0.0, 0.95], when: {optimizer: sgd}}\n  dropout: {float: [0.0, 0.5]}\n")
+
+
+def _write(folder: Path, text: str, name: str = "iso.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def test_every_value_gets_the_same_nuisance_points_and_the_when_knob_only_its_value(tmp_path):
+    space = load_space(_write(tmp_path, OPTIMIZERS))
+    iso, settings = space.isolation, space.settings
+    assert (settings.kind, settings.tuner, settings.test_eval) == ("isolation", "grid", "best")
+    assert settings.max_trials == space.size() == 4 * 12
+    assert list(space.knobs) == ["variant", "seed", schema.ISOLATION]
+    assert space.knobs["seed"] == {"type": "fixed", "value": 7}
+    assert iso.retrain_seeds == (8, 9, 10)  # fresh: not the search's seed, the same for every value
+    assert len(iso.points) == 12
+    for value in iso.values:
+        assert len(iso.names[value]) == 12
+        for i, name in enumerate(iso.names[value]):
+            point, changes = parse_isolation(name)
+            config = iso.configs[name]
+            assert point == i and changes["optimizer"] == value == config.optimizer
+            assert config.learning_rate == iso.points[i]["learning_rate"]  # the same point for every value
+            assert config.dropout == iso.points[i]["dropout"]
+            assert config.seed == 7 and config.kernel_size == VARIANTS["small-kernel"].config.kernel_size
+            # momentum is drawn for sgd alone; the other optimizers never see it
+            assert ("momentum" in changes) == (value == "sgd")
+            assert config.momentum == (iso.points[i]["momentum"] if value == "sgd" else 0.0)
+    # log sampling: inside the range, spread over its decades rather than bunched at the top
+    rates = [p["learning_rate"] for p in iso.points]
+    assert all(1e-4 <= r <= 0.3 for r in rates)
+    assert sum(r < 5.5e-3 for r in rates) >= 4 and sum(r < 1e-3 for r in rates) >= 2  # 5.5e-3: the log midpoint
+    assert len(set(rates)) == 12 and all(0 <= p["momentum"] <= 0.95 for p in iso.points)
+    # point-major: every value at point 0 before any at point 1, so an interruption leaves whole points
+    order = space.knobs[schema.ISOLATION]["values"]
+    assert [parse_isolation(n)[0] for n in order[:4]] == [0] * 4
+    assert [parse_isolation(n)[1]["optimizer"] for n in order[:4]] == ["adam", "sgd", "rmsprop", "nadam"]
+    # deterministic: the same file draws the same points
+    assert load_space(_write(tmp_path, OPTIMIZERS, "again.yaml")).isolation.points == iso.points
+
+
+def test_a_trial_name_reads_back_as_its_configuration():
+    name = isolation_name(3, {"optimizer": "sgd", "learning_rate": 0.00123, "momentum": 0.5, "batch_size": 64})
+    assert name == "#03 optimizer=sgd learning_rate=0.00123 momentum=0.5 batch_size=64"
+    assert parse_isolation(name) == (3, {"optimizer": "sgd", "learning_rate": 0.00123, "momentum": 0.5,
+                                         "batch_size": 64})
+    config = resolve_config({schema.ISOLATION: name, "seed": 4})
+    assert (config.optimizer, config.learning_rate, config.momentum, config.batch_size, config.seed) == (
+        "sgd", 0.00123, 0.5, 64, 4)
+    for bad in ("optimizer=sgd", "#x optimizer=sgd", "#01", "#01 optimizer", "#01 seed=3", "#01 momentum=high"):
+        with pytest.raises(ConfigError):
+            parse_isolation(bad)
+
+
+def test_the_space_command_prints_values_nuisance_points_retrains_and_totals(tmp_path, capsys):
+    path = _write(tmp_path, TINY)
+    assert cli_main(["space", str(path)]) == 0
+    out = capsys.readouterr().out
+    for words in ("isolation ", "scientific: optimizer: adam, sgd (2 values", "learning_rate  float [0.001, 0.1] log",
+                  "momentum       float [0.0, 0.9] (only for sgd)", "points: 2 (scrambled Halton, seed 0)",
+                  "#00 learning_rate=", "#01 learning_rate=", "phase 1: 4 trials (2 values x 2 points)",
+                  "no test set", "retrained with seeds 1, 2", "4 runs, each evaluated on the test set",
+                  "total: 8 trainings"):
+        assert words in out, out
+
+
+HEAD = "study:\n  kind: isolation\n  trials_per_value: 3\n  seeds: 2\n"
+SCI = "scientific:\n  optimizer: [adam, sgd]\n"
+NUI = "nuisance:\n  learning_rate: {float: [1.0e-4, 1.0e-1], sampling: log}\n"
+BAD_ISOLATIONS = [
+    (HEAD + "scientific:\n  optimiser: [adam, sgd]\n" + NUI, ["scientific.optimiser", "not a knob", "allowed: activation"]),
+    (HEAD + SCI + "nuisance:\n  learning_rat: {float: [0.001, 0.1]}\n", ["nuisance.learning_rat", "not a knob"]),
+    (HEAD + SCI + "nuisance:\n  optimizer: {choice: [adam, sgd]}\n",
+     ["nuisance.optimizer", "is the scientific knob", "not both"]),
+    ("study:\n  kind: isolation\n  trials_per_value: 0\n  seeds: 2\n" + SCI + NUI,
+     ["study.trials_per_value: 0 is not allowed", "at least 1"]),
+    ("study:\n  kind: isolation\n  seeds: 2\n" + SCI + NUI, ["study.trials_per_value: missing", "at least 1"]),
+    ("study:\n  kind: isolation\n  trials_per_value: 2\n" + SCI + NUI, ["study.seeds: missing", "at least 2"]),
+    ("study:\n  kind: isolation\n  trials_per_value: 2\n  seeds: 1\n" + SCI + NUI,
+     ["study.seeds: 1 is not allowed", "at least 2", "pairs the values"]),
+    (HEAD + "  equivalence_margin: 0\n" + SCI + NUI, ["study.equivalence_margin: 0 is not allowed", "above 0"]),
+    (HEAD + "  equivalence_margin: -0.2\n" + SCI + NUI, ["study.equivalence_margin", "above 0"]),
+    (HEAD + "scientific:\n  optimizer: [adam]\n" + NUI, ["scientific.optimizer", "at least 2 values"]),
+    (HEAD + "scientific:\n  optimizer: [adam, adam]\n" + NUI, ["scientific.optimizer", "listed twice"]),
+    (HEAD + "scientific:\n  optimizer: [adam, sgd]\n  activation: [relu, tanh]\n" + NUI,
+     ["scientific:", "one scientific knob per isolation study", "a file of its own"]),
+    (HEAD + "scientific:\n  optimizer: [adam, lion]\n" + NUI, ["scientific.optimizer", "'lion' is not allowed"]),
+    (HEAD + "scientific:\n  seed: [1, 2]\n" + NUI, ["scientific.seed", "study.seed"]),
+    (HEAD + SCI, ["nuisance:", "expected the knobs tuned for each value"]),
+    (HEAD + NUI, ["scientific:", "expected one knob"]),
+    (HEAD + SCI + "nuisance:\n  learning_rate: {float: [0.1, 0.001]}\n", ["nuisance.learning_rate.float", "reversed"]),
+    (HEAD + SCI + "nuisance:\n  learning_rate: {float: [0.0, 0.1], sampling: log}\n",
+     ["nuisance.learning_rate.float", "0.0 is outside the allowed range"]),
+    (HEAD + SCI + "nuisance:\n  dropout: {float: [0.0, 0.5], sampling: log}\n",
+     ["nuisance.dropout.sampling", "log sampling needs min > 0"]),
+    (HEAD + SCI + "nuisance:\n  learning_rate: {float: [0.001, 0.1], sampling: reverse_log}\n",
+     ["nuisance.learning_rate.sampling", "allowed: linear, log"]),
+    (HEAD + SCI + "nuisance:\n  momentum: {float: [0.0, 0.9], when: {optimizer: lion}}\n",
+     ["nuisance.momentum.when.optimizer", "'lion' is not among the scientific values"]),
+    (HEAD + SCI + "nuisance:\n  momentum: {float: [0.0, 0.9], when: {activation: relu}}\n",
+     ["nuisance.momentum.when", "the scientific knob only"]),
+    (HEAD + SCI + "nuisance:\n  momentum: {float: [0.0, 0.9]}\n",
+     ["scientific.optimizer", "'adam' with nuisance point #00 makes no LeNet-5", "momentum"]),
+    (HEAD + SCI + "nuisance:\n  activation: {float: [0.0, 0.9]}\n", ["nuisance.activation", "categorical; use choice"]),
+    (HEAD + SCI + "nuisance:\n  batch_size: {int: [16, 128], step: 16}\n", ["nuisance.batch_size", "unknown key 'step'"]),
+    (HEAD + "  tuner: random\n" + SCI + NUI, ["study.tuner", "'random' is not allowed", "grid"]),
+    (HEAD + "  test_eval: all\n" + SCI + NUI, ["study.test_eval", "only its retrains read the test set"]),
+    (HEAD + "  max_trials: 9\n" + SCI + NUI, ["study.max_trials", "values x trials_per_value"]),
+    (HEAD + "  final_epochs: 9\n" + SCI + NUI, ["study.final_epochs", "leave it out"]),
+    (HEAD + "baseline: {optimizer: adam}\n" + SCI + NUI, ["scientific.optimizer", "also fixed under baseline"]),
+    (HEAD + "baseline: {learning_rate: 0.01}\n" + SCI + NUI, ["nuisance.learning_rate", "also fixed under baseline"]),
+    (HEAD + SCI + NUI + "space:\n  activation: {choice: [relu]}\n", ["space:", "no space section"]),
+    (HEAD + SCI + NUI + "ablate:\n  activation: [relu]\n", ["unknown section 'ablate'", "study, baseline, scientific"]),
+    ("study:\n  trials_per_value: 3\nspace:\n  activation: {choice: [relu]}\n",
+     ["study.trials_per_value", "only a kind: isolation"]),
+    (HEAD + "scientific:\n  augment: [none, flip-shift]\n" + NUI, ["scientific.augment", "mirrors images"]),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD_ISOLATIONS, ids=[w[0] + f"-{i}" for i, (_, w) in enumerate(BAD_ISOLATIONS)])
+def test_bad_isolations_name_the_file_the_key_and_what_is_allowed(tmp_path, text, words):
+    path = _write(tmp_path, text)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_the_cli_refuses_a_bad_isolation_in_one_line_before_anything_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = _write(tmp_path, HEAD + SCI + "nuisance:\n  optimizer: {choice: [adam]}\n")
+    for argv in (["space", str(path)], ["search", str(path)]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "nuisance.optimizer: optimizer is the scientific knob" in err[0]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "logs").exists()
