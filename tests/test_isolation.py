@@ -174,3 +174,99 @@ def test_the_cli_refuses_a_bad_isolation_in_one_line_before_anything_starts(tmp_
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "nuisance.optimizer: optimizer is the scientific knob" in err[0]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "logs").exists()
+
+
+# --------------------------------------------------------------------------- a tiny isolation study, end to end
+
+
+def _runs(study_runs, folder: Path, study: str = "tiny"):
+    client, parents, children = study_runs(f"sqlite:///{folder}/mlflow.db", study)
+    exp = client.get_experiment_by_name(study)
+    every = client.search_runs([exp.experiment_id], max_results=1000)
+    retrains = [r for r in every if r.data.tags.get(schema.ROLE) == schema.ROLE_RETRAIN]
+    return parents, children, retrains
+
+
+@pytest.mark.slow
+def test_a_tiny_isolation_study_retrains_each_values_best_on_test_and_resumes_without_training_twice(
+        tmp_path, run_study, study_runs, monkeypatch):
+    import study.tuner as tuner_module
+
+    path = _write(tmp_path, TINY, "tiny.yaml")
+    # Interrupted (Ctrl-C) in phase 2, while training its second retrain: the grid and one retrain are kept.
+    real_fit, fits = tuner_module.fit_model, []
+
+    def fit_then_interrupt(*args, **kwargs):
+        fits.append(1)
+        if len(fits) == 6:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tmp_path, path)
+    parents, children, retrains = _runs(study_runs, tmp_path)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(r.info.status for r in retrains) == ["FINISHED", "KILLED"]
+
+    monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+    result, lines = run_study(tmp_path, path)
+    assert lines[0].startswith("study 'tiny': isolation on mnist-5k")
+    assert any("retrain: each value's best configuration with seeds 1, 2: 3 run(s) (1 already finished, kept)"
+               in line for line in lines), lines
+    assert not [line for line in lines if line.startswith("[") and not line.startswith("[retrain")]  # grid done
+    assert len([line for line in lines if line.startswith("[retrain")]) == 3
+    assert result.completed == 4 and result.test_accuracy is not None
+
+    parents, children, retrains = _runs(study_runs, tmp_path)
+    # Phase 1: every value at every point, seed 0, judged on validation only: no nuisance trial read the test set.
+    assert len(children) == 4
+    points = {(c.data.params[schema.ISOLATION_VALUE], c.data.params[schema.ISOLATION_POINT]) for c in children}
+    assert points == {(v, p) for v in ("optimizer=adam", "optimizer=sgd") for p in ("0", "1")}
+    for c in children:
+        assert c.data.tags[schema.TRIAL_KIND] == schema.KIND_NUISANCE and c.data.params["seed"] == "0"
+        assert schema.TEST_ACCURACY not in c.data.metrics
+        assert c.info.run_name.endswith(c.data.params[schema.ISOLATION])
+    by_point = {}
+    for c in children:
+        by_point.setdefault(c.data.params[schema.ISOLATION_POINT], {})[c.data.params["optimizer"]] = c.data.params
+    for p in by_point.values():  # the same nuisance point for both values; momentum for sgd only
+        assert p["adam"]["learning_rate"] == p["sgd"]["learning_rate"]
+        assert p["adam"]["momentum"] == "0.0"
+    # Phase 2: each value's best (by validation) with seeds 1 and 2, on test, none trained twice.
+    done = [r for r in retrains if r.info.status == "FINISHED"]
+    assert len(done) == 4 and len({r.data.tags[schema.TRIAL_ID] for r in done}) == 4
+    assert {(r.data.params[schema.ISOLATION_VALUE], r.data.params["seed"]) for r in done} == {
+        (v, s) for v in ("optimizer=adam", "optimizer=sgd") for s in ("1", "2")}
+    for r in done:
+        assert r.data.tags[schema.TRIAL_KIND] == schema.KIND_RETRAIN
+        assert 0 <= r.data.metrics[schema.TEST_ACCURACY] <= 1
+        mine = [c for c in children if c.data.params[schema.ISOLATION_VALUE] == r.data.params[schema.ISOLATION_VALUE]]
+        best = max(mine, key=lambda c: (c.data.metrics[schema.BEST_VAL_ACCURACY], -int(c.data.params[schema.ISOLATION_POINT])))
+        assert r.data.params[schema.ISOLATION] == best.data.params[schema.ISOLATION]
+        assert r.data.params["learning_rate"] == best.data.params["learning_rate"]
+    assert {p.data.params["kind"] for p in parents} == {"isolation"}
+    assert math.isfinite(parents[0].data.metrics.get(schema.TEST_ACCURACY, math.nan)) or len(parents) == 2
+
+    again, lines = run_study(tmp_path, path)  # finished: nothing runs, nothing is read or logged
+    assert again.finished_before and not any(line.startswith("[") for line in lines)
+
+
+@pytest.mark.slow
+def test_a_tiny_isolation_study_with_two_workers(tmp_path, study_runs):
+    path = _write(tmp_path, TINY, "tiny.yaml")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "LENET_DATA_DIR") and not k.startswith("KERASTUNER_")}
+    env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "search", str(path), "--workers", "2"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parents, children, retrains = _runs(study_runs, tmp_path)
+    assert len(parents) == 1 and parents[0].data.params["workers"] == "2"
+    assert sorted((c.data.params[schema.ISOLATION_VALUE], c.data.params[schema.ISOLATION_POINT]) for c in children) == [
+        ("optimizer=adam", "0"), ("optimizer=adam", "1"), ("optimizer=sgd", "0"), ("optimizer=sgd", "1")]
+    assert {c.data.tags[schema.WORKER] for c in children} <= {"worker0", "worker1"}
+    assert all(schema.TEST_ACCURACY not in c.data.metrics for c in children)
+    assert sorted((r.data.params[schema.ISOLATION_VALUE], r.data.params["seed"]) for r in retrains) == [
+        ("optimizer=adam", "1"), ("optimizer=adam", "2"), ("optimizer=sgd", "1"), ("optimizer=sgd", "2")]
+    assert all(r.info.status == "FINISHED" and schema.TEST_ACCURACY in r.data.metrics for r in retrains)
