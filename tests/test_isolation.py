@@ -270,3 +270,13 @@ def test_a_tiny_isolation_study_with_two_workers(tmp_path, study_runs):
     assert sorted((r.data.params[schema.ISOLATION_VALUE], r.data.params["seed"]) for r in retrains) == [
         ("optimizer=adam", "1"), ("optimizer=adam", "2"), ("optimizer=sgd", "1"), ("optimizer=sgd", "2")]
     assert all(r.info.status == "FINISHED" and schema.TEST_ACCURACY in r.data.metrics for r in retrains)
+
+
+def test_seed_comes_from_the_file_not_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = _write(tmp_path, TINY)
+    assert cli_main(["search", str(path), "--seed", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seed:" in err[0] and "isolation study" in err[0] and "study.seed (0)" in err[0]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "logs").exists()
