@@ -7,7 +7,8 @@ parent run per `search` invocation, one nested child run per keras-tuner trial.
 Parent run (tag ROLE = ROLE_STUDY):
   params  the study's settings (StudySettings.to_params: dataset, tuner, max_trials, epochs,
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
-          test_eval, stop_at_chance, final_epochs, kind ("search" or "ablation"), seeds,
+          test_eval, stop_at_chance, final_epochs, kind ("search", "ablation" or "isolation"), seeds,
+          trials_per_value (an isolation's nuisance points per value; 0 for other kinds),
           equivalence_margin (percentage points, "None" when not declared)), plus OBJECTIVE_PARAM,
           SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with workers WORKERS_PARAM, THREADS_PARAM
   tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
@@ -25,10 +26,12 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
   params  every LeNetConfig field (LeNetConfig.to_params), plus VARIANT when the trial is a
           documented variant's recipe, BASE_VARIANT when the space changed that recipe, ARM in
           an ablation (kind "ablation": "baseline" or "<knob>=<value>", the trial's `seed` param
-          pairing the arms), and the tuner/* keys Hyperband adds
-  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_STATUS (TRIAL_STATUSES),
+          pairing the arms), ISOLATION, ISOLATION_VALUE and ISOLATION_POINT in an isolation study's
+          nuisance trial, and the tuner/* keys Hyperband adds
+  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_KIND (isolation), TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES, HOST, HOST_CPU
-  name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation)
+  name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation,
+          the ISOLATION text in an isolation study)
 
 Retrain run (tag ROLE = ROLE_RETRAIN, TRIAL_KIND = KIND_RETRAIN, kind "isolation"): a scientific value's
 best nuisance configuration (by validation accuracy) trained with one of the fresh seeds after the grid:

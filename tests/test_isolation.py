@@ -251,6 +251,15 @@ def test_a_tiny_isolation_study_retrains_each_values_best_on_test_and_resumes_wi
     again, lines = run_study(tmp_path, path)  # finished: nothing runs, nothing is read or logged
     assert again.finished_before and not any(line.startswith("[") for line in lines)
 
+    from study.report import write_report  # the report reads what the study wrote
+    from study.report.cores import PROCESSES_ENV
+
+    monkeypatch.setenv(PROCESSES_ENV, "1")  # no forking of this process, which has TensorFlow's threads running
+    out = write_report("tiny", tmp_path / "reports", f"sqlite:///{tmp_path}/mlflow.db", log_to_mlflow=False)
+    text = (out / "report.md").read_text()
+    assert (out / "isolation.png").exists() and "## Isolation" in text and "### Retrains on the test set" in text
+    assert "| optimizer=adam |" in text and "mean of 2 retrain seeds" in text
+
 
 @pytest.mark.slow
 def test_a_tiny_isolation_study_with_two_workers(tmp_path, study_runs):
