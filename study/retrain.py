@@ -4,8 +4,9 @@ After the grid (study/isolation.py's phase 1, judged on validation only), `retra
 best nuisance trial by validation accuracy and trains its configuration once per retrain seed (the same
 seeds for every value, so the retrains pair across values by seed), each as its own child run (ROLE_RETRAIN,
 TRIAL_KIND retrain, TRIAL_ID schema.retrain_trial_id) evaluated on the test set: the only runs of the study
-that read it. Retrains already FINISHED in the store for this search are kept, not trained again, so a
-study interrupted here resumes where it stopped. Seed-major: every value gets a seed before any gets the
+that read it. Retrains already FINISHED in the store for this search, of the value's current best
+configuration, are kept, not trained again, so a study interrupted here resumes where it stopped (and one
+resumed with more trials retrains a value whose best has changed). Seed-major: every value gets a seed before any gets the
 next, so an interrupted phase 2 holds complete pairs. search.finish_study calls it.
 """
 
@@ -72,13 +73,16 @@ def retrain_best(opened, settings, values: list[str], echo=print) -> Retrained:
     (study.seed+1 .. study.seed+seeds), skipping retrains this search already finished."""
     tracker = opened.tracker
     best = best_nuisance_runs(tracker)
-    values = [v for v in values if v in best] + [v for v in best if v not in values]
     missing = [v for v in values if v not in best]
+    values = [v for v in values if v in best] + [v for v in best if v not in values]
     seeds = list(range(settings.seed + 1, settings.seed + 1 + settings.seeds))
     test: dict[str, dict[int, float]] = {v: {} for v in values}
     for run in tracker.retrain_runs():
         value, seed = run.data.params.get(schema.ISOLATION_VALUE), run.data.params.get("seed")
-        if value in test and seed is not None and schema.TEST_ACCURACY in run.data.metrics:
+        # Kept only when it retrained the value's current best: a study resumed with more trials may have found
+        # a better point since, whose retrains replace it (same trial id: the report keeps the latest).
+        current = value in best and run.data.params.get(schema.ISOLATION) == best[value].data.params.get(schema.ISOLATION)
+        if current and seed is not None and schema.TEST_ACCURACY in run.data.metrics:
             test[value].setdefault(int(seed), float(run.data.metrics[schema.TEST_ACCURACY]))
     todo = [(v, s) for s in seeds for v in values if s not in test[v]]
     if missing:

@@ -289,3 +289,49 @@ def test_seed_comes_from_the_file_not_the_command_line(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--seed:" in err[0] and "isolation study" in err[0] and "study.seed (0)" in err[0]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "logs").exists()
+
+
+# --------------------------------------------------------------------------- phase 2's bookkeeping, with a fake store
+
+
+def _run(trial_id, value, point, val=None, seed=None, test=None, status="FINISHED"):
+    from types import SimpleNamespace
+
+    name = isolation_name(point, {"optimizer": value, "learning_rate": 0.001 * (point + 1)})
+    params = {schema.ISOLATION: name, schema.ISOLATION_VALUE: f"optimizer={value}", schema.ISOLATION_POINT: str(point),
+              "seed": str(seed if seed is not None else 0)}
+    metrics = {**({schema.BEST_VAL_ACCURACY: val} if val is not None else {}),
+               **({schema.TEST_ACCURACY: test} if test is not None else {})}
+    return SimpleNamespace(info=SimpleNamespace(status=status, run_id=f"run-{trial_id}"),
+                           data=SimpleNamespace(params=params, metrics=metrics,
+                                                tags={schema.TRIAL_ID: trial_id, schema.TRIAL_STATUS: "COMPLETED"}))
+
+
+def test_phase_two_keeps_finished_retrains_of_the_current_best_and_retrains_the_rest(monkeypatch):
+    from types import SimpleNamespace
+
+    from study import retrain
+    from study.spacefile import StudySettings
+
+    trials = [_run("0", "adam", 0, 0.90), _run("1", "sgd", 0, 0.80), _run("2", "adam", 1, 0.95),
+              _run("3", "sgd", 1, 0.80)]  # adam's best moved to point 1; sgd's tie goes to point 0
+    retrains = [_run("r", "adam", 0, seed=1, test=0.9), _run("r", "sgd", 0, seed=1, test=0.8),
+                _run("r", "sgd", 0, seed=2, test=0.7)]
+    tracker = SimpleNamespace(trial_runs=lambda: trials, retrain_runs=lambda: retrains)
+    trained = []
+
+    def fake_retrain(opened, source, value, seed, n_of, echo):
+        trained.append((value, seed, source.data.params[schema.ISOLATION_POINT]))
+        return 0.5
+
+    monkeypatch.setattr(retrain, "_retrain", fake_retrain)
+    lines = []
+    settings = StudySettings(kind="isolation", tuner="grid", seeds=2, trials_per_value=2, seed=0)
+    done = retrain.retrain_best(SimpleNamespace(tracker=tracker), settings,
+                                ["optimizer=adam", "optimizer=sgd", "optimizer=nadam"], lines.append)
+    # adam's old retrain (point 0) is stale: both seeds again at point 1; sgd's two are kept. Seed-major.
+    assert trained == [("optimizer=adam", 1, "1"), ("optimizer=adam", 2, "1")]
+    assert done.test == {"optimizer=adam": {1: 0.5, 2: 0.5}, "optimizer=sgd": {1: 0.8, 2: 0.7}}
+    assert done.chosen() == "optimizer=adam"  # chosen on validation, never on test
+    assert "retrain: no completed trial for optimizer=nadam: nothing to retrain for it" in lines
+    assert "2 run(s) (2 already finished, kept)" in lines[1]
