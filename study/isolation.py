@@ -141,7 +141,8 @@ class Isolation:
             "  nuisance:",
             *(f"    {n.knob:<{width}}  {n.text()}" for n in self.nuisance),
             f"  points: {n_points} (scrambled Halton, seed {s.seed}), the same for every value:",
-            *(f"    #{i:02d} " + " ".join(f"{k}={value_text(k, v)}" for k, v in p.items()) for i, p in enumerate(self.points)),
+            *(f"    #{i:02d} " + " ".join(f"{k}={value_text(k, v)}" for k, v in p.items())
+              for i, p in enumerate(self.points)),
             f"  phase 1: {n_values * n_points} trials ({n_values} values x {n_points} points), seed {s.seed}, "
             "selected on validation accuracy only (no test set)",
             f"  phase 2: each value's best point retrained with seeds {', '.join(map(str, self.retrain_seeds))} "
@@ -160,7 +161,8 @@ class Isolation:
 def _not_settable(where: str, knob: Any) -> SpaceError:
     why = {"seed": " (study.seed seeds the search, study.seeds the retrains)", "epochs": " (study.epochs sets it)",
            "variant": " (a recipe: put it under baseline)", "dense_units": " (a list: put it under baseline)"}
-    return SpaceError(f"{where}: not a knob an isolation study can vary{why.get(knob, '')}; allowed: {', '.join(SETTABLE)}")
+    return SpaceError(f"{where}: not a knob an isolation study can vary{why.get(knob, '')}; "
+                      f"allowed: {', '.join(SETTABLE)}")
 
 
 def _study_section(path: Path, doc: dict) -> StudySettings:

@@ -6,8 +6,8 @@ seeds for every value, so the retrains pair across values by seed), each as its 
 TRIAL_KIND retrain, TRIAL_ID schema.retrain_trial_id) evaluated on the test set: the only runs of the study
 that read it. Retrains already FINISHED in the store for this search, of the value's current best
 configuration, are kept, not trained again, so a study interrupted here resumes where it stopped (and one
-resumed with more trials retrains a value whose best has changed). Seed-major: every value gets a seed before any gets the
-next, so an interrupted phase 2 holds complete pairs. search.finish_study calls it.
+resumed with more trials retrains a value whose best has changed). Seed-major: every value gets a seed
+before any gets the next, so an interrupted phase 2 holds complete pairs. search.finish_study calls it.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def retrain_best(opened, settings, values: list[str], echo=print) -> Retrained:
         value, seed = run.data.params.get(schema.ISOLATION_VALUE), run.data.params.get("seed")
         # Kept only when it retrained the value's current best: a study resumed with more trials may have found
         # a better point since, whose retrains replace it (same trial id: the report keeps the latest).
-        current = value in best and run.data.params.get(schema.ISOLATION) == best[value].data.params.get(schema.ISOLATION)
+        source = run.data.params.get(schema.ISOLATION)
+        current = value in best and source == best[value].data.params.get(schema.ISOLATION)
         if current and seed is not None and schema.TEST_ACCURACY in run.data.metrics:
             test[value].setdefault(int(seed), float(run.data.metrics[schema.TEST_ACCURACY]))
     todo = [(v, s) for s in seeds for v in values if s not in test[v]]

@@ -242,7 +242,8 @@ def test_a_tiny_isolation_study_retrains_each_values_best_on_test_and_resumes_wi
         assert r.data.tags[schema.TRIAL_KIND] == schema.KIND_RETRAIN
         assert 0 <= r.data.metrics[schema.TEST_ACCURACY] <= 1
         mine = [c for c in children if c.data.params[schema.ISOLATION_VALUE] == r.data.params[schema.ISOLATION_VALUE]]
-        best = max(mine, key=lambda c: (c.data.metrics[schema.BEST_VAL_ACCURACY], -int(c.data.params[schema.ISOLATION_POINT])))
+        best = max(mine, key=lambda c: (c.data.metrics[schema.BEST_VAL_ACCURACY],
+                                        -int(c.data.params[schema.ISOLATION_POINT])))
         assert r.data.params[schema.ISOLATION] == best.data.params[schema.ISOLATION]
         assert r.data.params["learning_rate"] == best.data.params["learning_rate"]
     assert {p.data.params["kind"] for p in parents} == {"isolation"}

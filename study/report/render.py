@@ -26,7 +26,8 @@ from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, equivalence_margin, magnitude, variant_differences
 from .figures import plot_importance, plot_pareto
 from .isolation import best_configurations, is_isolation, isolation_effects, nuisance_knobs, retrain_summary
-from .registry import EFFECTS_SECTION, FIGURES, ISOLATION_SECTION, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, save_figures
+from .registry import (EFFECTS_SECTION, FIGURES, ISOLATION_SECTION, SEARCH_SECTION, VARIANTS_SECTION, figure_spec,
+                       save_figures)
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, is_missing, load_study
