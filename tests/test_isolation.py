@@ -336,3 +336,14 @@ def test_phase_two_keeps_finished_retrains_of_the_current_best_and_retrains_the_
     assert done.chosen() == "optimizer=adam"  # chosen on validation, never on test
     assert "retrain: no completed trial for optimizer=nadam: nothing to retrain for it" in lines
     assert "2 run(s) (2 already finished, kept)" in lines[1]
+
+
+@pytest.mark.parametrize("name, knob, values", [("optimizers", "optimizer", ("adam", "sgd", "rmsprop", "nadam")),
+                                                ("activations", "activation", ("relu", "tanh", "sigmoid"))])
+def test_the_shipped_isolation_studies(name, knob, values):
+    space = load_space(ROOT / "search_spaces" / f"{name}.yaml")
+    iso, settings = space.isolation, space.settings
+    assert (iso.knob, iso.values, settings.dataset, settings.epochs) == (knob, values, "mnist", 5)
+    assert 8 <= settings.trials_per_value <= 10 and settings.seeds == 3 and settings.equivalence_margin == 0.2
+    assert "learning_rate" in [n.knob for n in iso.nuisance] and iso.baseline == {"variant": "small-kernel"}
+    assert space.size() == len(values) * settings.trials_per_value

@@ -183,7 +183,9 @@ def plot_isolation(runs: StudyRuns):
     if right is not None:
         test_err = to_error(retrains[schema.TEST_ACCURACY])
         means = to_error(summary["test_mean"])
-        trng = error_range(np.concatenate([test_err, means]), keep=to_error(summary["ci_low"]))
+        # the axis reaches both ends of every interval (the high accuracy end is the low error end)
+        trng = error_range(np.concatenate([test_err, means, to_error(summary["ci_high"])]),
+                           keep=to_error(summary["ci_low"]))
         right.scatter(retrains[VALUE].map(x), trng.clip(test_err), s=16, color="0.5", alpha=0.6,
                       label="retrain seed (test)")
         lows, highs = to_error(summary["ci_high"]), to_error(summary["ci_low"])
