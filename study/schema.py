@@ -7,7 +7,8 @@ parent run per `search` invocation, one nested child run per keras-tuner trial.
 Parent run (tag ROLE = ROLE_STUDY):
   params  the study's settings (StudySettings.to_params: dataset, tuner, max_trials, epochs,
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
-          test_eval, stop_at_chance, final_epochs, kind ("search" or "ablation"), seeds,
+          test_eval, stop_at_chance, final_epochs, kind ("search", "ablation" or "isolation"), seeds,
+          trials_per_value (an isolation's nuisance points per value; 0 for other kinds),
           equivalence_margin (percentage points, "None" when not declared)), plus OBJECTIVE_PARAM,
           SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with workers WORKERS_PARAM, THREADS_PARAM
   tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
@@ -25,10 +26,16 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
   params  every LeNetConfig field (LeNetConfig.to_params), plus VARIANT when the trial is a
           documented variant's recipe, BASE_VARIANT when the space changed that recipe, ARM in
           an ablation (kind "ablation": "baseline" or "<knob>=<value>", the trial's `seed` param
-          pairing the arms), and the tuner/* keys Hyperband adds
-  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_STATUS (TRIAL_STATUSES),
+          pairing the arms), ISOLATION, ISOLATION_VALUE and ISOLATION_POINT in an isolation study's
+          nuisance trial, and the tuner/* keys Hyperband adds
+  tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_KIND (isolation), TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES, HOST, HOST_CPU
-  name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation)
+  name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation,
+          the ISOLATION text in an isolation study)
+
+Retrain run (tag ROLE = ROLE_RETRAIN, TRIAL_KIND = KIND_RETRAIN, kind "isolation"): a scientific value's
+best nuisance configuration (by validation accuracy) trained with one of the fresh seeds after the grid:
+params as a child run's plus ISOLATION_VALUE; metrics as a child run's plus TEST_ACCURACY / TEST_LOSS.
 
 Final run (tag ROLE = ROLE_FINAL, TRIAL_ID = FINAL_TRIAL_ID, with final_epochs): the best trial's
 configuration trained final_epochs epochs (patience off) after the search: the child run's params,
@@ -61,6 +68,15 @@ WORKER = "lenet.worker"
 # An ablation's arm (study/ablation.py): ARM_BASELINE or "<knob>=<value>"; a param and a tag on child runs.
 ARM = "arm"
 ARM_BASELINE = "baseline"
+# An isolation study (study/isolation.py). ISOLATION: the compiled grid's one knob, a nuisance trial's whole
+# configuration as text ("#03 optimizer=sgd learning_rate=0.00123 momentum=0.52"). On child runs (params):
+# ISOLATION_VALUE, the scientific value ("optimizer=sgd"), and ISOLATION_POINT, the nuisance point's index
+# (the same point for every value); TRIAL_KIND (a tag) says whether the run is a nuisance trial or a retrain.
+ISOLATION = "isolation"
+ISOLATION_VALUE = "isolation_value"
+ISOLATION_POINT = "isolation_point"
+TRIAL_KIND = "lenet.trial_kind"
+KIND_NUISANCE, KIND_RETRAIN = "nuisance", "retrain"
 # What TensorFlow sees in the process that opened the study: "CPU", or e.g. "GPU:0 (NVIDIA ...), GPU:1".
 DEVICES = "lenet.devices"
 # Changes when a study starts over (`search --fresh`): reports read the latest search only.
@@ -83,6 +99,14 @@ ROLE_TRIAL = "trial"
 ROLE_FINAL = "final"
 FINAL_TRIAL_ID = "final"
 FINAL_RUN_ID = "lenet.final_run_id"  # on the parent run and the registered version
+# An isolation study's phase 2: each scientific value's best nuisance configuration trained again with fresh
+# seeds and evaluated on test, each its own child run (TRIAL_ID retrain_trial_id(value, seed)).
+ROLE_RETRAIN = "retrain"
+
+
+def retrain_trial_id(value: str, seed: int) -> str:
+    """The trial id of a retrain: "retrain <value> seed=<seed>"."""
+    return f"retrain {value} seed={seed}"
 
 # --------------------------------------------------------------------------- status values
 # TRIAL_STATUS of a child run; KILLED when its process was interrupted or died.

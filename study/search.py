@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import schema, tracking
+from . import retrain, schema, tracking
 from .cost import trained_cost
 from .data import prepare_data
 from .devices import describe_devices
@@ -296,7 +296,7 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     check_resume(request, data_digest=prov.digest)
     search_id = _search_id(project_dir, request.fresh)
     devices = describe_devices()
-    method = settings.tuner if settings.kind == "search" else "ablation"  # an ablation's grid of arms x seeds
+    method = settings.tuner if settings.kind == "search" else settings.kind  # a grid of arms x seeds, values x points
     echo(
         f"study {study!r}: {method} on {prov.resolved} ({len(y_tr):,} train / {len(y_val):,} val / "
         f"{len(ds.y_test):,} test, source {prov.source}), devices: {devices}"
@@ -365,6 +365,9 @@ def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
     progress.total = tuner_module.expected_trials(tuner, request.settings, request.space.size())
     progress.trial_epochs = tuner_module.planned_trial_epochs(tuner, request.settings, progress.total)
     progress.final_epochs = request.settings.final_epochs
+    isolation = request.space.isolation
+    if isolation is not None:  # phase 2's retrains, after the grid
+        progress.final_epochs = len(isolation.values) * len(isolation.retrain_seeds) * request.settings.epochs
     progress.done = done_before
     if done_before:
         echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
@@ -423,6 +426,14 @@ def _finish(tuner, opened: OpenedStudy, settings: StudySettings, echo, ui_uri: s
     result.best_trial_id, result.best_val_accuracy = trials[0].trial_id, float(trials[0].score)
     tracker.log_parent_metrics({schema.BEST_VAL_ACCURACY: result.best_val_accuracy})
     tracker.set_parent_tags({schema.BEST_TRIAL_ID: trials[0].trial_id})
+    if settings.kind == "isolation":  # phase 2: only the retrains read the test set (study/retrain.py)
+        done = retrain.retrain_best(opened, settings, retrain.value_order(tuner.oracle.hyperparameters), echo)
+        chosen = done.chosen()
+        scores = list(done.test.get(chosen, {}).values()) if chosen else []
+        if scores:
+            result.test_accuracy = float(sum(scores) / len(scores))
+            tracker.log_parent_metrics({schema.TEST_ACCURACY: result.test_accuracy})
+        return result
     problem = _checkpoint_problem(tuner, trials[0])
     if problem:
         # The study's result without a test figure: the weights are the trial's, never retrained silently.
@@ -565,6 +576,10 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:
     space = load_space(path)
+    if space.isolation is not None and overrides.get("seed") not in (None, space.settings.seed):
+        # The nuisance points were drawn, and its trials are seeded, with the file's seed when it was compiled.
+        raise SearchError(f"--seed: {path} is an isolation study, whose nuisance points and trials take the file's "
+                          f"study.seed ({space.settings.seed}); change it there")
     settings = space.settings.override(**overrides)
     check_space_for_dataset(space, settings, f"{path} with --dataset {settings.dataset}")
     return space, settings

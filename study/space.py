@@ -22,7 +22,9 @@ whose recipe the trial starts from). Knobs not in the file keep their
 defaults, so every trial still resolves every knob (see `resolve_config`).
 
 A `study.kind: ablation` file has `baseline:` and `ablate:` instead of `space:`;
-study/ablation.py compiles it into the same Space (a grid over arms x seeds). What
+study/ablation.py compiles it into the same Space (a grid over arms x seeds). A
+`study.kind: isolation` file has `baseline:`, `scientific:` and `nuisance:`;
+study/isolation.py compiles it into a grid over scientific values x nuisance points. What
 both kinds share (reading the file, the `study:` section, one knob value checked on
 its own, `resolve_config`) is study/spacefile.py's.
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ablation
+from . import ablation, isolation
 from .knobs import FLIP_AUGMENTS, FLIP_DATASETS, KNOB_REQUIRES
 from .lazy import lazy
 from .model import LeNetConfig
@@ -61,6 +63,7 @@ class Space:
     text: str
     start_with: tuple[dict, ...] = ()  # configurations the tuner tries first (knob -> value)
     ablation: Any = None  # an ablation.Ablation when the file is `kind: ablation` (knobs: its compiled grid)
+    isolation: Any = None  # an isolation.Isolation when the file is `kind: isolation` (knobs: its compiled grid)
 
     def start_values(self) -> list[dict[str, Any]]:
         """Each start_with entry as complete keras-tuner values: the space's defaults (first choice,
@@ -102,6 +105,8 @@ class Space:
     def describe(self) -> str:
         if self.ablation is not None:
             return self.ablation.describe(self)
+        if self.isolation is not None:
+            return self.isolation.describe(self)
         lines = [f"space {self.path} (study {self.name!r}, sha256 {self.digest[:12]})"]
         width = max((len(k) for k in self.knobs), default=5)
         for knob, spec in self.knobs.items():
@@ -316,8 +321,8 @@ def check_space_for_dataset(space: "Space", settings: StudySettings, where: str 
     """Knob values that make no sense on the study's dataset: a mirroring augment on digits."""
     if settings.dataset in FLIP_DATASETS:
         return
-    if space.ablation is not None:  # the baseline's and the arms' values, each under its own key
-        named = space.ablation.values_of("augment")
+    if space.ablation is not None or space.isolation is not None:  # each value under its own key
+        named = (space.ablation or space.isolation).values_of("augment")
     else:
         spec = space.knobs.get("augment") or {"type": "choice", "values": []}
         named = [("space.augment", v) for v in (spec["values"] if spec["type"] == "choice" else [spec["value"]])]
@@ -347,6 +352,12 @@ def _space_from(path: Path, data: bytes, doc: dict) -> Space:
         settings, knobs, compiled = ablation.compile_ablation(path, doc)
         space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
                       settings=settings, text=data.decode("utf-8", errors="replace"), ablation=compiled)
+        check_space_for_dataset(space, settings)
+        return space
+    if study_kind(path, doc) == "isolation":
+        settings, knobs, compiled = isolation.compile_isolation(path, doc)
+        space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
+                      settings=settings, text=data.decode("utf-8", errors="replace"), isolation=compiled)
         check_space_for_dataset(space, settings)
         return space
     extra = set(doc) - {"study", "space", "start_with"}

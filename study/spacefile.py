@@ -30,7 +30,7 @@ from .variants import VARIANTS
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
-KINDS = ("search", "ablation")  # an ablation file is compiled by study/ablation.py
+KINDS = ("search", "ablation", "isolation")  # compiled by study/ablation.py and study/isolation.py
 
 # knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
 KNOB_KINDS = {name: scalar_type(tp) for name, tp in field_types(LeNetConfig).items()}
@@ -171,8 +171,9 @@ class StudySettings:
     test_eval: str = "best"  # evaluate on test: the best trial only, or every finished trial
     stop_at_chance: int = 0  # stop a trial still at chance validation accuracy after this many epochs; 0 = off
     final_epochs: int = 0  # after the search, train the best configuration this many epochs (its own run); 0 = off
-    kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py)
-    seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1
+    kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py); "isolation" (study/isolation.py)
+    seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1; an isolation retrains each value's best
+    trials_per_value: int = 0  # an isolation: nuisance configurations tried for each scientific value
     # Differences in accuracy within ± this many percentage points count as equivalent (0.2: ±0.2 pp), tested
     # by the reports (two one-sided tests) on every paired effect; declared before the study. None: no margin.
     equivalence_margin: float | None = None
@@ -214,9 +215,21 @@ def check_settings(s: StudySettings, where: str) -> None:
         bad("tuner", "allowed: " + ", ".join(TUNERS))
     if s.kind not in KINDS:
         bad("kind", "allowed: " + ", ".join(KINDS))
-    if not isinstance(s.seeds, int) or isinstance(s.seeds, bool) or s.seeds < (2 if s.kind == "ablation" else 1):
-        bad("seeds", "need an integer of at least 2: an ablation trains every arm with each seed, which pairs them"
-            if s.kind == "ablation" else "need an integer of at least 1")
+    paired = {"ablation": "an ablation trains every arm with each seed, which pairs them",
+              "isolation": "an isolation study retrains each value's best with each seed, which pairs the values"}
+    if not isinstance(s.seeds, int) or isinstance(s.seeds, bool) or s.seeds < (2 if s.kind in paired else 1):
+        bad("seeds", f"need an integer of at least 2: {paired[s.kind]}" if s.kind in paired
+            else "need an integer of at least 1")
+    if s.kind == "isolation" and (not isinstance(s.trials_per_value, int) or isinstance(s.trials_per_value, bool)
+                                  or s.trials_per_value < 1):
+        bad("trials_per_value", "need an integer of at least 1: the nuisance configurations tried for each "
+            "scientific value")
+    if s.kind != "isolation" and s.trials_per_value:
+        bad("trials_per_value", "only a kind: isolation study tries nuisance configurations per value; leave it out")
+    if s.kind == "isolation" and (s.tuner, s.test_eval) != ("grid", "best"):
+        key = "tuner" if s.tuner != "grid" else "test_eval"
+        bad(key, "an isolation study runs every value x nuisance point (a grid), selects on validation only, "
+            "and only its retrains read the test set")
     if s.kind == "search" and s.seeds != 1:
         bad("seeds", "only a kind: ablation study repeats its trials over seeds; a search varies space.seed")
     if s.kind == "ablation" and (s.tuner, s.test_eval) != ("grid", "all"):
@@ -306,6 +319,23 @@ def parse_arm(arm: str) -> dict[str, Any]:
         raise ConfigError(f"arm: {arm!r}: {text!r} is not a value of {knob}") from None
 
 
+def isolation_name(point: int, changes: dict[str, Any]) -> str:
+    """A nuisance trial of an isolation study as one text (schema.ISOLATION's values): its point's index and
+    every knob it sets, the scientific one first: "#03 optimizer=sgd learning_rate=0.00123 momentum=0.52"."""
+    return " ".join([f"#{point:02d}", *(arm_name(knob, value) for knob, value in changes.items())])
+
+
+def parse_isolation(name: str) -> tuple[int, dict[str, Any]]:
+    """An isolation trial's point index and knob values from its name (`isolation_name`); ConfigError else."""
+    head, *parts = str(name).split(" ")
+    if not head.startswith("#") or not head[1:].isdigit() or not parts or not all("=" in p for p in parts):
+        raise ConfigError(f"isolation: {name!r} is not '#<point> <knob>=<value> ...'")
+    changes: dict[str, Any] = {}
+    for part in parts:
+        changes.update(parse_arm(part))
+    return int(head[1:]), changes
+
+
 def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> LeNetConfig:
     """Turn one trial's hyperparameter values into a full LeNetConfig.
 
@@ -318,6 +348,9 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
     arm = values.pop("arm", None)  # an ablation's arm: the baseline, or one of its knobs changed
     if arm is not None:
         values.update(parse_arm(arm))
+    isolation = values.pop(schema.ISOLATION, None)  # an isolation study's trial: a value and its nuisance point
+    if isolation is not None:
+        values.update(parse_isolation(isolation)[1])
     variant = values.pop("variant", None)
     if variant is not None:
         base = VARIANTS[variant].config

@@ -448,12 +448,12 @@ class StudyTracker:
     # children -------------------------------------------------------------
     def start_trial(self, trial_id: str, params: dict[str, str], variant: str | None = None,
                     label: str | None = None, role: str = schema.ROLE_TRIAL, values: dict | None = None,
-                    arm: str | None = None) -> str:
+                    arm: str | None = None, tags: dict[str, str] | None = None) -> str:
         """A child run named "trial <id>: <label>" (label: the trial's knobs, as on the progress line);
         role ROLE_FINAL for the final run. `values`: keras-tuner's values of the trial (tag TRIAL_VALUES,
-        what a damaged trial file is rebuilt from); `arm`: an ablation's arm (tag ARM)."""
+        what a damaged trial file is rebuilt from); `arm`: an ablation's arm (tag ARM); `tags`: more tags."""
         Param = mlflow_entities.Param
-        tags = {
+        extra, tags = tags or {}, {
             schema.PARENT_RUN_ID: self.parent_run_id,
             schema.ROLE: role,
             schema.STUDY: self.study,
@@ -466,6 +466,7 @@ class StudyTracker:
         if arm is not None:
             tags[schema.ARM] = arm
         tags.update(host_tags())  # the machine that trains the run and measures its cost
+        tags.update(extra)
         if values is not None:
             tags[schema.TRIAL_VALUES] = json.dumps(values, sort_keys=True)
         name = f"trial {trial_id}: {label}" if label else f"trial {trial_id}"
@@ -539,6 +540,13 @@ class StudyTracker:
         runs = trial_runs(self.client, self.experiment_id, self.search_id, trial_id=trial_id, completed=True,
                           max_results=1)
         return runs[0] if runs else None
+
+    def retrain_runs(self) -> list:
+        """This search's FINISHED retrain runs (ROLE_RETRAIN: an isolation study's phase 2), newest first."""
+        flt = _all(_tag_is(schema.ROLE, schema.ROLE_RETRAIN), _tag_is(schema.SEARCH_ID, self.search_id),
+                   "attributes.status = 'FINISHED'")
+        return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000,
+                                       order_by=["attributes.start_time DESC"])
 
     def running_children(self, worker: str | None = None) -> list:
         """RUNNING child runs of the parent run, of one worker or of all."""

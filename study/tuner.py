@@ -26,7 +26,7 @@ from .errors import StudyError
 from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
-from .spacefile import StudySettings, resolve_config
+from .spacefile import StudySettings, parse_isolation, resolve_config
 from .tracking import StoreUnavailable, StudyTracker, summarise
 from .variants import VARIANTS
 
@@ -315,10 +315,14 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             params[schema.VARIANT] = variant
         if arm is not None:
             params[schema.ARM] = arm
+        tags = None
+        if values.get(schema.ISOLATION) is not None:  # an isolation study's nuisance trial: its value and point
+            params.update(isolation_params(values[schema.ISOLATION]))
+            tags = {schema.TRIAL_KIND: schema.KIND_NUISANCE}
         self._last["label"] = trial_label(values, config)
         run_id = self._last["run_id"] = self.tracker.start_trial(trial.trial_id, params, variant,
                                                                  label=self._last["label"], values=dict(hp.values),
-                                                                 arm=arm)
+                                                                 arm=arm, tags=tags)
         # Seeds weights and shuffling; further executions continue the same stream.
         keras.utils.set_random_seed(config.seed)
         try:
@@ -365,12 +369,21 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         self._last = {}
 
 
+def isolation_params(name: str) -> dict[str, str]:
+    """The params that name an isolation trial's scientific value and nuisance point: ISOLATION_VALUE (its first
+    knob, "optimizer=sgd") and ISOLATION_POINT ("3"), besides the ISOLATION text itself."""
+    point, _ = parse_isolation(name)
+    return {schema.ISOLATION: name, schema.ISOLATION_VALUE: name.split(" ")[1], schema.ISOLATION_POINT: str(point)}
+
+
 def trial_label(values: dict[str, Any], config: LeNetConfig | None = None) -> str:
     """A trial's short label in progress lines: an ablation's arm and seed; the documented variant and seed
     when the trial is that variant's recipe, else its knobs; its raw values when no configuration could be
     built from them."""
     if config is not None and values.get(schema.ARM) is not None:
         return f"{values[schema.ARM]} seed={config.seed}"
+    if values.get(schema.ISOLATION) is not None:  # "#03 optimizer=sgd learning_rate=0.00123": value and point
+        return str(values[schema.ISOLATION])
     if config is None:
         return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in values.items() if not k.startswith(schema.HYPERBAND_PREFIX))

@@ -50,11 +50,11 @@ EFFECT_METRICS = (
 ACCURACY_METRICS = (schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY)
 MARGIN_SETTING = "equivalence_margin"  # the study setting (and parent-run param), in percentage points
 
-# What every row of an effect carries (`_effect_row`), after the columns that name the comparison.
-_STAT_COLUMNS = ["difference", "ci_low", "ci_high", "n", "seeds", "unpaired", "method", "sd", "mde", "margin",
+# What every row of an effect carries (`effect_row`), after the columns that name the comparison.
+STAT_COLUMNS = ["difference", "ci_low", "ci_high", "n", "seeds", "unpaired", "method", "sd", "mde", "margin",
                  "tost_p", "eq_low", "eq_high", "equivalent", "outcome", "verdict"]
 _EFFECT_COLUMNS = ["arm", "knob", "value", "metric", "label", "higher_is_better", "baseline_mean", "arm_mean",
-                   *_STAT_COLUMNS]
+                   *STAT_COLUMNS]
 
 
 def equivalence_margin(runs: StudyRuns) -> float | None:
@@ -87,7 +87,7 @@ def metric_effect(a: pd.Series, b: pd.Series, metric: str, margin_pp: float | No
                          describe=magnitude(metric))
 
 
-def _effect_row(effect: Effect) -> dict:
+def effect_row(effect: Effect) -> dict:
     interval = effect.interval
     return {
         "difference": interval.estimate, "ci_low": interval.low, "ci_high": interval.high, "n": interval.n,
@@ -150,12 +150,12 @@ def effects_table(runs: StudyRuns, confidence: float = CONFIDENCE, margin_pp: fl
                 "label": metric.label, "higher_is_better": metric.higher_is_better,
                 "baseline_mean": float(b.loc[paired].mean()) if paired else np.nan,
                 "arm_mean": float(a.loc[paired].mean()) if paired else np.nan,
-                **_effect_row(effect),
+                **effect_row(effect),
             })
-    return _object_equivalent(pd.DataFrame(rows, columns=_EFFECT_COLUMNS))
+    return object_equivalent(pd.DataFrame(rows, columns=_EFFECT_COLUMNS))
 
 
-def _object_equivalent(table: pd.DataFrame) -> pd.DataFrame:
+def object_equivalent(table: pd.DataFrame) -> pd.DataFrame:
     """`equivalent` as True / False / None whatever the rows hold (never a numpy bool column)."""
     table["equivalent"] = pd.Series([None if v is None else bool(v) for v in table["equivalent"]], index=table.index,
                                     dtype=object)
@@ -178,7 +178,7 @@ def variant_differences(runs: StudyRuns, confidence: float = CONFIDENCE,
     table. Empty with fewer than two variants.
     """
     trials = runs.variant_trials
-    columns = ["first", "second", "metric", "first_mean", "second_mean", *_STAT_COLUMNS, "real", "real_all_pairs",
+    columns = ["first", "second", "metric", "first_mean", "second_mean", *STAT_COLUMNS, "real", "real_all_pairs",
                "pairs"]
     names = variant_order(trials["variant"])
     if len(names) < 2:
@@ -207,10 +207,10 @@ def variant_differences(runs: StudyRuns, confidence: float = CONFIDENCE,
             "first": first, "second": second, "metric": metric,
             "first_mean": float(by_variant[first].loc[paired].mean()) if paired else np.nan,
             "second_mean": float(by_variant[second].loc[paired].mean()) if paired else np.nan,
-            **_effect_row(effect),
+            **effect_row(effect),
             "real": effect.interval.excludes_zero,
             "real_all_pairs": adjusted.excludes_zero,
             "pairs": m,
         })
-    return _object_equivalent(pd.DataFrame(rows, columns=columns))
+    return object_equivalent(pd.DataFrame(rows, columns=columns))
 

@@ -31,6 +31,7 @@ from .. import schema
 from ..files import folder_name, write_atomic
 from .effects import effects_table, variant_differences
 from .importance import knob_importance
+from .isolation import best_configurations, nuisance_knobs, retrain_summary, top_comparisons
 from .load import StudyRuns, is_missing
 from .tables import replication_table
 
@@ -71,7 +72,7 @@ def _finite(*xs: Any) -> bool:
 
 def _search_findings(runs: StudyRuns) -> list[Finding]:
     out: list[Finding] = []
-    if not runs.has_search:
+    if not runs.has_search or not runs.isolation_trials.empty:  # an isolation study's answer is its own
         return out
     done = runs.completed
     searched = done[done["arm"].isna()]  # a documented recipe a search space reaches is one of its points
@@ -168,6 +169,38 @@ def _effect_findings(runs: StudyRuns) -> list[Finding]:
     return out
 
 
+# --------------------------------------------------------------------------- an isolation study's values
+
+
+def _isolation_findings(runs: StudyRuns) -> list[Finding]:
+    best = best_configurations(runs)
+    if best.empty:
+        return []
+    knobs = ", ".join(nuisance_knobs(runs)) or "no nuisance knob"
+    top, comparisons = top_comparisons(runs)
+    if top is None:
+        leader = best.sort_values("val_accuracy", ascending=False, kind="stable").iloc[0]
+        return [Finding(f"No retrain evaluated on the test set yet; on validation, **{leader.value}** scored "
+                        f"highest ({_pct(leader.val_accuracy)}, trial {leader.trial_id}, {leader.nuisance}), with "
+                        f"{knobs} tuned for each value.", "isolation.png")]
+    summary = retrain_summary(runs).set_index("value")
+    r = summary.loc[top]
+    interval = f", {_ci_pct(r.ci_low, r.ci_high)}" if _finite(r.ci_low, r.ci_high) else ""
+    chosen = best.set_index("value").loc[top]
+    out = [Finding(f"**{top}** has the highest test accuracy with {knobs} tuned for each value: "
+                   f"{_pct(r.test_mean)} (mean of {int(r.n)} retrain seeds{interval}), at its best nuisance "
+                   f"configuration {chosen.nuisance} (trial {chosen.trial_id}, chosen on validation).",
+                   "isolation.png")]
+    for value, effect in comparisons:
+        if effect.n == 0:
+            out.append(Finding(f"{top} against {value}: no retrain seed in common, no paired comparison."))
+            continue
+        ci = f", {_ci_pp(effect.low, effect.high)}" if effect.interval.has_interval else ""
+        out.append(Finding(f"{top} against {value}: {_pp(effect.estimate)} test accuracy (paired by seed{ci}, "
+                           f"n = {effect.n}): {effect.verdict}.", "isolation.png"))
+    return out
+
+
 # --------------------------------------------------------------------------- documented variants
 
 
@@ -237,7 +270,7 @@ def _difference_findings(runs: StudyRuns) -> list[Finding]:
 
 def findings(runs: StudyRuns) -> list[Finding]:
     """Every finding of the study, in report order (see the module docstring)."""
-    return (_search_findings(runs) + _effect_findings(runs) + _replication_findings(runs)
+    return (_search_findings(runs) + _effect_findings(runs) + _isolation_findings(runs) + _replication_findings(runs)
             + _difference_findings(runs))
 
 

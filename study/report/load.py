@@ -71,6 +71,9 @@ class StudyRuns:
     datasets: list[dict[str, Any]] = field(default_factory=list)
     n_child_runs: int = 0  # child runs of the latest search before deduplication
     n_earlier_search_runs: int = 0  # child runs of earlier searches (before `search --fresh`), left out
+    # An isolation study's retrains (ROLE_RETRAIN runs, one row per value x seed, the columns of `trials`);
+    # None for other studies. Not in `trials`: they are no points of the search.
+    retrains: Any = None
     # What a report computes from these runs once and uses twice (a figure and its table), by key;
     # not an __init__ argument, so dataclasses.replace (other trials, say) starts an empty one.
     memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -122,6 +125,14 @@ class StudyRuns:
         """Completed trials of an ablation's arms (those with the `arm` param or tag)."""
         done = self.completed
         return done[done["arm"].notna()]
+
+    @property
+    def isolation_trials(self) -> pd.DataFrame:
+        """Completed nuisance trials of an isolation study (those with the ISOLATION_VALUE param)."""
+        done = self.completed
+        if schema.ISOLATION_VALUE not in done.columns:
+            return done.iloc[0:0]
+        return done[done[schema.ISOLATION_VALUE].notna()]
 
     @property
     def has_search(self) -> bool:
@@ -226,8 +237,11 @@ def load_study(study: str, tracking_uri: str | None = None, *, bulk: bool = True
     role = _col(df, f"tags.{schema.ROLE}")
     parents = df[role == schema.ROLE_STUDY].sort_values("start_time", kind="stable").reset_index(drop=True)
     parent_of = _col(df, _PARENT_COL)
-    # Trials only: a final run (the chosen configuration trained longer) is not a point of the search.
-    children = df[parent_of.isin(set(parents["run_id"])) & ~role.isin([schema.ROLE_STUDY, schema.ROLE_FINAL])]
+    # Trials only: a final run (the chosen configuration trained longer) is not a point of the search, nor is an
+    # isolation study's retrain (read apart, into StudyRuns.retrains).
+    children = df[parent_of.isin(set(parents["run_id"]))
+                  & ~role.isin([schema.ROLE_STUDY, schema.ROLE_FINAL, schema.ROLE_RETRAIN])]
+    retrain_runs = df[parent_of.isin(set(parents["run_id"])) & (role == schema.ROLE_RETRAIN)]
     if children.empty:
         raise ReportError(f"study {study!r} has no trials yet (no child runs under its {len(parents)} parent run(s))")
     # The latest search: the SEARCH_ID of the latest parent with children ("" when untagged).
@@ -238,6 +252,8 @@ def load_study(study: str, tracking_uri: str | None = None, *, bulk: bool = True
     n_earlier = int((~in_search).sum())  # every child's parent is one of `parents`
     parents = parents[same_search].reset_index(drop=True)
     children = children[in_search]
+    retrain_runs = retrain_runs[retrain_runs[_PARENT_COL].isin(set(parents["run_id"]))]
+    retrains = _deduplicate(_trials_frame(retrain_runs)) if len(retrain_runs) else None
 
     trials = _trials_frame(children)
     n_child_runs = len(trials)
@@ -272,6 +288,7 @@ def load_study(study: str, tracking_uri: str | None = None, *, bulk: bool = True
         datasets=tracking.dataset_inputs(client, str(parent["run_id"])),
         n_child_runs=n_child_runs,
         n_earlier_search_runs=n_earlier,
+        retrains=retrains,
     )
 
 

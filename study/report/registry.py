@@ -16,11 +16,13 @@ from typing import Any, Callable, NamedTuple
 from .figures import (plot_best_so_far, plot_effects, plot_importance, plot_knob, plot_learning_curves,
                       plot_parallel_coordinates, plot_pareto, plot_variant_accuracy)
 from .cores import fork_map
+from .isolation import is_isolation, plot_isolation
 from .load import StudyRuns
 from .tables import varied_knobs
 
 VARIANTS_SECTION, SEARCH_SECTION = "Documented variants", "Search"  # report.md's "##" headings
 EFFECTS_SECTION = "Effects"  # an ablation's arms against its baseline
+ISOLATION_SECTION = "Isolation"  # an isolation study's values, each at its best over the nuisance knobs
 
 
 def _always(runs: StudyRuns) -> bool:
@@ -100,6 +102,9 @@ FIGURES: tuple[FigureSpec, ...] = (
     # ablation studies
     FigureSpec("effects.png", plot_effects, EFFECTS_SECTION, None,
                "Effect of each arm against the baseline, with 95% confidence intervals", _is_ablation),
+    FigureSpec("isolation.png", plot_isolation, ISOLATION_SECTION, None,
+               "Validation error of every nuisance trial by scientific value, each value's best, and its retrains' "
+               "test error with 95% confidence intervals (log scale)", is_isolation),
 )
 
 

@@ -25,7 +25,9 @@ from .. import schema
 from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, equivalence_margin, magnitude, variant_differences
 from .figures import plot_importance, plot_pareto
-from .registry import EFFECTS_SECTION, FIGURES, SEARCH_SECTION, VARIANTS_SECTION, figure_spec, save_figures
+from .isolation import best_configurations, is_isolation, isolation_effects, nuisance_knobs, retrain_summary
+from .registry import (EFFECTS_SECTION, FIGURES, ISOLATION_SECTION, SEARCH_SECTION, VARIANTS_SECTION, figure_spec,
+                       save_figures)
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, is_missing, load_study
@@ -348,6 +350,42 @@ def _effects_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
     return lines
 
 
+def _isolation_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
+    """An isolation study: its figure, each value's best nuisance configuration, its retrains on test, and each
+    value against the first listed, paired by retrain seed."""
+    metric = schema.TEST_ACCURACY
+    knobs = ", ".join(f"`{k}`" for k in nuisance_knobs(runs)) or "none"
+    lines = [f"## {ISOLATION_SECTION}", "",
+             f"Each scientific value with its nuisance knobs ({knobs}) tuned: every value was tried at the same "
+             "quasi-random nuisance points and judged on validation accuracy only; each value's best configuration "
+             "was then trained again with fresh seeds, the same for every value, and only those retrains read the "
+             "test set.", ""]
+    lines += _figure_lines(runs, ISOLATION_SECTION, figure_names)
+    best = best_configurations(runs)
+    lines += ["### Each value's best nuisance configuration", "",
+              _md_table(["value", "best trial", "point", "nuisance knobs", "val accuracy", "trials"],
+                        [[r.value, r.trial_id, f"#{r.point:02d}", r.nuisance, _fmt(r.val_accuracy, "acc"), r.n_trials]
+                         for r in best.itertuples()]), ""]
+    summary = retrain_summary(runs)
+    lines += ["### Retrains on the test set", "",
+              _md_table(["value", "test accuracy (mean)", "95% CI", "n", "seeds"],
+                        [[r.value, _fmt(r.test_mean, "acc"),
+                          "—" if is_missing(r.ci_low) else f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", r.n, r.seeds]
+                         for r in summary.itertuples()]), ""]
+    table = isolation_effects(runs)
+    if not table.empty:
+        reference = table["reference"].iloc[0]
+        lines += [f"### Against {reference} (test accuracy, paired by seed)", "",
+                  f"Each value's retrains against {reference}'s, **paired by seed**: the mean difference over the "
+                  "seeds both completed, with its 95% confidence interval. " + _power_text(runs), "",
+                  _md_table(["value", reference, "value mean", "difference", "95% CI", "n", "MDE", "method",
+                             "verdict"],
+                            [[r["value"], _level(metric, r["reference_mean"]), _level(metric, r["value_mean"]),
+                              _signed(r["difference"], metric), _ci(r["ci_low"], r["ci_high"], metric), r["n"],
+                              _mde(r["mde"], metric), r["method"], r["verdict"]] for _, r in table.iterrows()]), ""]
+    return lines
+
+
 def _differences_section(runs: StudyRuns) -> list[str]:
     table = variant_differences(runs)
     if table.empty:
@@ -437,6 +475,8 @@ def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> 
     lines += _provenance_section(runs)
     if not runs.arm_trials.empty:  # an ablation's answer comes before its leaderboard
         lines += _effects_section(runs, figure_names)
+    if is_isolation(runs):  # an isolation study's answer, too
+        lines += _isolation_section(runs, figure_names)
     lines += _leaderboard_section(runs, top)
     if not runs.variant_trials.empty:
         lines += _replication_section(runs)
