@@ -100,3 +100,13 @@ KNOB_REQUIRES = {
     "momentum": ("optimizer", ("sgd",), "only sgd takes momentum"),
     "label_smoothing": ("loss", ("crossentropy",), "only the crossentropy loss takes it"),
 }
+# The tuning playbook's nuisance knobs of a scientific one: to compare the knob's values fairly, these are
+# tuned for each value (an isolation study does); an ablation arm that changes the knob keeps them at the
+# baseline's values, and its findings say so. The learning rate is a different knob under each optimizer,
+# batch size, schedule and activation; momentum belongs to sgd.
+NUISANCE_FOR = {
+    "optimizer": ("learning_rate", "momentum"),
+    "batch_size": ("learning_rate",),
+    "lr_schedule": ("learning_rate",),
+    "activation": ("learning_rate",),
+}

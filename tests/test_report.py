@@ -879,8 +879,12 @@ def test_findings_of_an_ablation_follow_the_intervals(ablation):
     said = report.findings(ablation)
     texts = [f.text for f in said]
     # a real effect: its size, interval, method and n, from the numbers computed by hand in test_effects_table_by_hand
-    assert any(t.startswith("**activation=sigmoid** lowers test accuracy by 1.10 points (95% CI -1.30 to -0.90 pp, "
-                            "paired t (df = 4), n = 5)") for t in texts), texts
+    # at the learning rate the arm kept: a nuisance knob of the activation (the tuning playbook), said where it is
+    assert any(t.startswith("**activation=sigmoid** at the baseline's learning_rate=0.001 lowers test accuracy by "
+                            "1.10 points (95% CI -1.30 to -0.90 pp, paired t (df = 4), n = 5)") for t in texts), texts
+    held = next(t for t in texts if t.startswith("Held fixed where the tuning playbook would tune them"))
+    assert "activation=sigmoid keeps the baseline's learning_rate=0.001" in held and "kind: isolation" in held
+    assert "pooling=avg" not in held  # pooling has no nuisance knob
     # a knob with no effect is never a winner, nor "no effect" without a margin: inconclusive, with its
     # interval and the effect that could hide in it
     null = next(t for t in texts if t.startswith("Inconclusive on test accuracy"))
@@ -919,7 +923,7 @@ def test_report_opens_with_findings_and_the_results_page_copies_them(ablation_st
     text = page.read_text()
     assert "old words" not in text and text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\ntail\n")
     block = text.split(start)[1].split(end)[0]
-    assert "**activation=sigmoid** lowers test accuracy by 1.10 points" in block
+    assert "**activation=sigmoid** at the baseline's learning_rate=0.001 lowers test accuracy by 1.10 points" in block
     assert "| activation=sigmoid | 0.9870 | 0.9760 | -1.10 pp | [-1.30 pp, -0.90 pp] | 5 |" in block  # the effects table
     assert "](../reports/ablation/effects.png)" in block  # figure links made relative to the page
     # with a figures folder beside the page (what the docs site serves), the figures are copied there, named

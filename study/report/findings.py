@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from .. import schema
 from ..files import folder_name, write_atomic
+from ..knobs import NUISANCE_FOR
 from .effects import effects_table, variant_differences
 from .importance import knob_importance
 from .isolation import best_configurations, nuisance_knobs, retrain_summary, top_comparisons
@@ -131,11 +132,19 @@ def _effect_findings(runs: StudyRuns) -> list[Finding]:
     if len(base):
         out.append(Finding(f"Baseline {label}: {_pct(float(base.iloc[0]))} (mean over its seeds); each arm changes "
                            "one knob of it and is compared seed by seed (paired).", "effects.png"))
+    held = held_nuisance(runs, rows["arm"])
     real = rows[rows["outcome"].isin(["better", "worse"])].sort_values("difference")
     for r in real.itertuples():
         way = "raises" if r.difference > 0 else "lowers"
-        out.append(Finding(f"**{r.arm}** {way} {label} by {abs(100 * r.difference):.2f} points "
+        at = f" at the baseline's {held[r.arm]}" if r.arm in held else ""
+        out.append(Finding(f"**{r.arm}**{at} {way} {label} by {abs(100 * r.difference):.2f} points "
                            f"({_ci_pp(r.ci_low, r.ci_high)}, {r.method}, n = {r.n}).", "effects.png"))
+    if held:
+        out.append(Finding("Held fixed where the tuning playbook would tune them: " + "; ".join(
+            f"{arm} keeps the baseline's {values}" for arm, values in held.items())
+            + ". These are nuisance knobs of the knob the arm changes, so each such effect holds at the baseline's "
+              "values, not at the changed knob's best; an isolation study (`kind: isolation`) tunes them for each "
+              "value and compares the values at their best."))
     same = rows[rows["outcome"] == "equivalent"]
     if len(same):
         margin = float(same["margin"].iloc[0])
@@ -166,6 +175,23 @@ def _effect_findings(runs: StudyRuns) -> list[Finding]:
         listed = "; ".join(f"{r.arm} {r.difference:+.1f} s ({r.ci_low:+.1f} to {r.ci_high:+.1f})"
                            for r in costly.itertuples())
         out.append(Finding(f"Training time per trial, where the interval excludes 0 and the arm is slower: {listed}."))
+    return out
+
+
+def held_nuisance(runs: StudyRuns, arms) -> dict[str, str]:
+    """arm -> "learning_rate=0.001, momentum=0.0": for each arm that changes a knob with nuisance knobs
+    (knobs.NUISANCE_FOR) the arm left at the baseline's values, those values as the baseline's trials logged them."""
+    base = runs.arm_trials[runs.arm_trials["arm"] == schema.ARM_BASELINE]
+    out = {}
+    for arm in dict.fromkeys(arms):
+        knob, sep, _ = str(arm).partition("=")
+        nuisance = [k for k in NUISANCE_FOR.get(knob, ()) if sep and k in base.columns and base[k].notna().any()
+                    and not str(arm).startswith(f"{k}=")]
+        if knob == "optimizer" and "momentum" in nuisance and not str(arm).endswith("=sgd"):
+            nuisance.remove("momentum")  # only sgd takes momentum
+        if nuisance:
+            out[arm] = ", ".join(f"{k}={base[k].dropna().iloc[0]:g}" if isinstance(base[k].dropna().iloc[0], float)
+                                 else f"{k}={base[k].dropna().iloc[0]}" for k in nuisance)
     return out
 
 
