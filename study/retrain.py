@@ -103,10 +103,34 @@ def retrain_best(opened, settings, values: list[str], echo=print) -> Retrained:
                                                    for v in values}, test)
 
 
-def _retrain(opened, source, value: str, seed: int, n_of: str, echo) -> float:
-    """One retrain: the source trial's configuration with `seed`, on the same split, its own run; test accuracy."""
+def train_into_run(opened, run_id: str, config: LeNetConfig, what: str, callbacks=()):
+    """`config` trained on the study's split into the child run `run_id` (started by the caller), then
+    evaluated once on the test set; the run finishes with its summary, test figures and cost, or is marked
+    KILLED if training fails. Returns (model, summary, wall seconds, (test accuracy, test loss))."""
     tracker, ds = opened.tracker, opened.ds
     (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
+    started = time.monotonic()
+    try:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(config.seed)
+        model = tuner_module.build_trial_model(config, ds.input_shape, len(y_tr))
+        history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
+                                         callbacks=list(callbacks))
+        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
+    except BaseException:
+        tracker.kill_trial(run_id)
+        raise
+    summary = tracking.summarise([history], config.epochs)
+    wall = time.monotonic() - started
+    cost = trained_cost([history], what, model)  # latency and seconds per epoch, as for every trial
+    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": wall,
+                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss, **cost})
+    return model, summary, wall, (float(test_acc), float(test_loss))
+
+
+def _retrain(opened, source, value: str, seed: int, n_of: str, echo) -> float:
+    """One retrain: the source trial's configuration with `seed`, on the same split, its own run; test accuracy."""
+    tracker = opened.tracker
     config = LeNetConfig.from_params(source.data.params).replace(seed=seed)
     trial_id = schema.retrain_trial_id(value, seed)
     source_trial = source.data.tags.get(schema.TRIAL_ID, "?")
@@ -116,21 +140,7 @@ def _retrain(opened, source, value: str, seed: int, n_of: str, echo) -> float:
     label = f"{value} seed={seed} (trial {source_trial}'s configuration)"
     run_id = tracker.start_trial(trial_id, params, label=label, role=schema.ROLE_RETRAIN,
                                  tags={schema.TRIAL_KIND: schema.KIND_RETRAIN})
-    started = time.monotonic()
-    try:
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(config.seed)
-        model = tuner_module.build_trial_model(config, ds.input_shape, len(y_tr))
-        history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
-        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
-    except BaseException:
-        tracker.kill_trial(run_id)
-        raise
-    summary = tracking.summarise([history], config.epochs)
-    wall = time.monotonic() - started
-    cost = trained_cost([history], f"retrain {value} seed={seed}", model)
-    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": wall,
-                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss, **cost})
+    _, summary, wall, (test_acc, _) = train_into_run(opened, run_id, config, f"retrain {value} seed={seed}")
     echo(f"[retrain {n_of}] {label} | val_acc {summary.best_val_accuracy:.4f} | test_acc {test_acc:.4f} | "
          f"{summary.epochs_run} ep | {wall:.1f} s")
     return float(test_acc)

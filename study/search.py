@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import retrain, schema, tracking
-from .cost import trained_cost
 from .data import prepare_data
 from .devices import describe_devices
 from .errors import SearchError
 from .files import full_path, is_disk_full, name_problem, write_atomic
 from .lazy import lazy
 from .lock import StudyLock
-from .model import LeNetConfig, count_params
+from .model import LeNetConfig
 from .paths import study_folder, tuner_root
 from .space import Space, StudySettings, check_space_for_dataset, load_space
 from .state import repair_tuner_state, replay_trials
@@ -510,35 +509,20 @@ def _train_final(best_run, opened: OpenedStudy, settings: StudySettings, echo):
     """The best trial's configuration trained settings.final_epochs epochs on the same split (no early
     stopping: a schedule runs to its end), recorded as its own run (ROLE_FINAL); returns (model, run
     id, (test accuracy, test loss))."""
-    tracker, ds = opened.tracker, opened.ds
-    (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
+    tracker = opened.tracker
     config = LeNetConfig.from_params(best_run.data.params).replace(epochs=settings.final_epochs, patience=0)
     trial_id = best_run.data.tags.get(schema.TRIAL_ID, "?")
     label = f"trial {trial_id}'s configuration, {config.epochs} epochs: {tuner_module.knob_text(config)}"
     echo(f"final: training {label}")
     run_id = tracker.start_trial(schema.FINAL_TRIAL_ID, config.to_params(), label=label, role=schema.ROLE_FINAL)
-    started = time.monotonic()
-    try:
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(config.seed)
-        model = tuner_module.build_trial_model(config, ds.input_shape, len(y_tr))
-        board = tuner_module.TensorBoard(log_dir=str(opened.log_dir / opened.study / schema.FINAL_TRIAL_ID),
-                                         write_graph=False)
-        history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
-                                         callbacks=[board])
-        test_loss, test_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)
-    except BaseException:
-        tracker.kill_trial(run_id)
-        raise
-    summary = tracking.summarise([history], config.epochs)
-    wall = time.monotonic() - started
-    cost = trained_cost([history], "final run", model)  # latency and seconds per epoch, as for every trial
-    tracker.finish_trial(run_id, summary, {"param_count": count_params(config), "wall_time_s": wall,
-                                           schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss, **cost})
+    board = tuner_module.TensorBoard(log_dir=str(opened.log_dir / opened.study / schema.FINAL_TRIAL_ID),
+                                     write_graph=False)
+    model, summary, wall, (test_acc, test_loss) = retrain.train_into_run(opened, run_id, config, "final run",
+                                                                         callbacks=[board])
     tracker.set_parent_tags({schema.FINAL_RUN_ID: run_id})
     echo(f"final: val_accuracy {summary.best_val_accuracy:.4f} (best epoch {summary.best_epoch + 1}), "
          f"test_accuracy {test_acc:.4f}, {wall:.0f} s (run {run_id})")
-    return model, run_id, (float(test_acc), float(test_loss))
+    return model, run_id, (test_acc, test_loss)
 
 
 def _log_best_model(tracker, model, example) -> str:
