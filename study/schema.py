@@ -27,7 +27,7 @@ Child run (tag ROLE = ROLE_TRIAL, tag PARENT_RUN_ID = parent):
           documented variant's recipe, BASE_VARIANT when the space changed that recipe, ARM in
           an ablation (kind "ablation": "baseline" or "<knob>=<value>", the trial's `seed` param
           pairing the arms), ISOLATION, ISOLATION_VALUE and ISOLATION_POINT in an isolation study's
-          nuisance trial, and the tuner/* keys Hyperband adds
+          nuisance trial, FACTORIAL, FACTORIAL_REPLICATE, FACTORIAL_ROW and level.<factor> in a factorial study's run, and the tuner/* keys Hyperband adds
   tags    STUDY, SEARCH_ID, TRIAL_ID, WORKER, VARIANT, ARM, TRIAL_KIND (isolation), TRIAL_STATUS (TRIAL_STATUSES),
           STOP_REASON (STOP_REASONS), FAILURE_REASON, TRIAL_VALUES, HOST, HOST_CPU
   name    "trial <id>: <its knobs>" (the progress line's label; "<arm> seed=<seed>" in an ablation,
@@ -76,6 +76,13 @@ ISOLATION = "isolation"
 ISOLATION_VALUE = "isolation_value"
 ISOLATION_POINT = "isolation_point"
 TRIAL_KIND = "lenet.trial_kind"
+# A factorial study (study/factorial.py). FACTORIAL: the compiled grid's one knob, a run's whole text ("r1 #05
+# activation+ optimizer- seed=1 activation=relu ..."). On child runs (params): FACTORIAL_REPLICATE (0, 1, ..),
+# FACTORIAL_ROW (the design's row) and LEVEL_PREFIX + factor, each factor's coded level ("-1" or "1").
+FACTORIAL = "factorial"
+FACTORIAL_REPLICATE = "factorial_replicate"
+FACTORIAL_ROW = "factorial_row"
+LEVEL_PREFIX = "level."
 KIND_NUISANCE, KIND_RETRAIN = "nuisance", "retrain"
 # What TensorFlow sees in the process that opened the study: "CPU", or e.g. "GPU:0 (NVIDIA ...), GPU:1".
 DEVICES = "lenet.devices"

@@ -560,10 +560,13 @@ def _register_champion(tracker, model_uri: str, result: SearchResult, best_run, 
 
 def load_space_with_overrides(path: str, **overrides) -> tuple[Space, StudySettings]:
     space = load_space(path)
-    if space.isolation is not None and overrides.get("seed") not in (None, space.settings.seed):
-        # The nuisance points were drawn, and its trials are seeded, with the file's seed when it was compiled.
-        raise SearchError(f"--seed: {path} is an isolation study, whose nuisance points and trials take the file's "
-                          f"study.seed ({space.settings.seed}); change it there")
+    compiled = {"an isolation study, whose nuisance points and trials": space.isolation,
+                "a factorial study, whose replicates' seeds and run order": space.factorial}
+    for what, kind in compiled.items():
+        if kind is not None and overrides.get("seed") not in (None, space.settings.seed):
+            # Drawn, shuffled and seeded with the file's seed when it was compiled.
+            raise SearchError(f"--seed: {path} is {what} take the file's study.seed ({space.settings.seed}); "
+                              "change it there")
     settings = space.settings.override(**overrides)
     check_space_for_dataset(space, settings, f"{path} with --dataset {settings.dataset}")
     return space, settings

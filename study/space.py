@@ -24,7 +24,9 @@ defaults, so every trial still resolves every knob (see `resolve_config`).
 A `study.kind: ablation` file has `baseline:` and `ablate:` instead of `space:`;
 study/ablation.py compiles it into the same Space (a grid over arms x seeds). A
 `study.kind: isolation` file has `baseline:`, `scientific:` and `nuisance:`;
-study/isolation.py compiles it into a grid over scientific values x nuisance points. What
+study/isolation.py compiles it into a grid over scientific values x nuisance points. A
+`study.kind: factorial` file has `baseline:` and `factors:`; study/factorial.py compiles
+it into a grid over replicates x the runs of a two-level fractional factorial design. What
 both kinds share (reading the file, the `study:` section, one knob value checked on
 its own, `resolve_config`) is study/spacefile.py's.
 """
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ablation, isolation
+from . import ablation, factorial, isolation
 from .knobs import FLIP_AUGMENTS, FLIP_DATASETS, KNOB_REQUIRES
 from .lazy import lazy
 from .model import LeNetConfig
@@ -64,6 +66,7 @@ class Space:
     start_with: tuple[dict, ...] = ()  # configurations the tuner tries first (knob -> value)
     ablation: Any = None  # an ablation.Ablation when the file is `kind: ablation` (knobs: its compiled grid)
     isolation: Any = None  # an isolation.Isolation when the file is `kind: isolation` (knobs: its compiled grid)
+    factorial: Any = None  # a factorial.Factorial when the file is `kind: factorial` (knobs: its compiled grid)
 
     def start_values(self) -> list[dict[str, Any]]:
         """Each start_with entry as complete keras-tuner values: the space's defaults (first choice,
@@ -107,6 +110,8 @@ class Space:
             return self.ablation.describe(self)
         if self.isolation is not None:
             return self.isolation.describe(self)
+        if self.factorial is not None:
+            return self.factorial.describe(self)
         lines = [f"space {self.path} (study {self.name!r}, sha256 {self.digest[:12]})"]
         width = max((len(k) for k in self.knobs), default=5)
         for knob, spec in self.knobs.items():
@@ -321,8 +326,9 @@ def check_space_for_dataset(space: "Space", settings: StudySettings, where: str 
     """Knob values that make no sense on the study's dataset: a mirroring augment on digits."""
     if settings.dataset in FLIP_DATASETS:
         return
-    if space.ablation is not None or space.isolation is not None:  # each value under its own key
-        named = (space.ablation or space.isolation).values_of("augment")
+    compiled = space.ablation or space.isolation or space.factorial
+    if compiled is not None:  # each value under its own key
+        named = compiled.values_of("augment")
     else:
         spec = space.knobs.get("augment") or {"type": "choice", "values": []}
         named = [("space.augment", v) for v in (spec["values"] if spec["type"] == "choice" else [spec["value"]])]
@@ -358,6 +364,12 @@ def _space_from(path: Path, data: bytes, doc: dict) -> Space:
         settings, knobs, compiled = isolation.compile_isolation(path, doc)
         space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
                       settings=settings, text=data.decode("utf-8", errors="replace"), isolation=compiled)
+        check_space_for_dataset(space, settings)
+        return space
+    if study_kind(path, doc) == "factorial":
+        settings, knobs, compiled = factorial.compile_factorial(path, doc)
+        space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
+                      settings=settings, text=data.decode("utf-8", errors="replace"), factorial=compiled)
         check_space_for_dataset(space, settings)
         return space
     extra = set(doc) - {"study", "space", "start_with"}

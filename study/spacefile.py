@@ -30,7 +30,7 @@ from .variants import VARIANTS
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
-KINDS = ("search", "ablation", "isolation")  # compiled by study/ablation.py and study/isolation.py
+KINDS = ("search", "ablation", "isolation", "factorial")  # compiled by study/ablation.py, isolation.py, factorial.py
 
 # knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
 KNOB_KINDS = {name: scalar_type(tp) for name, tp in field_types(LeNetConfig).items()}
@@ -174,6 +174,7 @@ class StudySettings:
     kind: str = "search"  # or "ablation": arms x seeds (study/ablation.py); "isolation" (study/isolation.py)
     seeds: int = 1  # an ablation trains every arm with seeds 0..seeds-1; an isolation retrains each value's best
     trials_per_value: int = 0  # an isolation: nuisance configurations tried for each scientific value
+    resolution: int = 0  # a factorial: the design's resolution (3, 4 or 5); 0 for other kinds
     # Differences in accuracy within ± this many percentage points count as equivalent (0.2: ±0.2 pp), tested
     # by the reports (two one-sided tests) on every paired effect; declared before the study. None: no margin.
     equivalence_margin: float | None = None
@@ -230,6 +231,15 @@ def check_settings(s: StudySettings, where: str) -> None:
         key = "tuner" if s.tuner != "grid" else "test_eval"
         bad(key, "an isolation study runs every value x nuisance point (a grid), selects on validation only, "
             "and only its retrains read the test set")
+    if s.kind == "factorial" and s.resolution not in (3, 4, 5):
+        bad("resolution", "need 3, 4 or 5: the resolution of the factorial design (3: main effects clear of each "
+            "other; 4: also of two-factor interactions; 5: every two-factor interaction estimated on its own)")
+    if s.kind != "factorial" and s.resolution:
+        bad("resolution", "only a kind: factorial study has a design resolution; leave it out")
+    if s.kind == "factorial" and (s.tuner, s.test_eval) != ("grid", "all"):
+        key = "tuner" if s.tuner != "grid" else "test_eval"
+        bad(key, "a factorial study runs every run of its design x replicate (a grid) and evaluates each on the "
+            "test set")
     if s.kind == "search" and s.seeds != 1:
         bad("seeds", "only a kind: ablation study repeats its trials over seeds; a search varies space.seed")
     if s.kind == "ablation" and (s.tuner, s.test_eval) != ("grid", "all"):
@@ -336,6 +346,26 @@ def parse_isolation(name: str) -> tuple[int, dict[str, Any]]:
     return int(head[1:]), changes
 
 
+def parse_factorial_run(name: str) -> dict[str, Any]:
+    """The seed and knob values a factorial run's name sets ("r1 #05 activation+ seed=1 activation=relu"; the
+    format is study/factorial.py's `run_name`); ConfigError for anything else."""
+    tokens = str(name).split(" ")
+    values: dict[str, Any] = {}
+    if len(tokens) < 3 or not tokens[0][1:].isdigit() or not tokens[1][1:].isdigit():
+        raise ConfigError(f"factorial: {name!r} is not 'r<replicate> #<row> <factor>+|- ... seed=<n> "
+                          "<knob>=<value> ...'")
+    for token in tokens[2:]:
+        if "=" not in token:
+            continue  # a coded level: "activation+"
+        if token.startswith("seed="):
+            if not token[5:].isdigit():
+                raise ConfigError(f"factorial: {name!r}: {token!r} is not seed=<n>")
+            values["seed"] = int(token[5:])
+        else:
+            values.update(parse_arm(token))
+    return values
+
+
 def resolve_config(values: dict[str, Any], settings: StudySettings | None = None) -> LeNetConfig:
     """Turn one trial's hyperparameter values into a full LeNetConfig.
 
@@ -351,6 +381,9 @@ def resolve_config(values: dict[str, Any], settings: StudySettings | None = None
     isolation = values.pop(schema.ISOLATION, None)  # an isolation study's trial: a value and its nuisance point
     if isolation is not None:
         values.update(parse_isolation(isolation)[1])
+    factorial = values.pop(schema.FACTORIAL, None)  # a factorial study's run: its seed and its factors' levels
+    if factorial is not None:
+        values.update(parse_factorial_run(factorial))
     variant = values.pop("variant", None)
     if variant is not None:
         base = VARIANTS[variant].config

@@ -23,6 +23,8 @@ import keras_tuner as kt
 from . import kt_compat, schema
 from .cost import timed_fit, trained_cost
 from .errors import StudyError
+from .factorial import run_label as factorial_run_label
+from .factorial import run_params as factorial_run_params
 from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
@@ -319,6 +321,8 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         if values.get(schema.ISOLATION) is not None:  # an isolation study's nuisance trial: its value and point
             params.update(isolation_params(values[schema.ISOLATION]))
             tags = {schema.TRIAL_KIND: schema.KIND_NUISANCE}
+        if values.get(schema.FACTORIAL) is not None:  # a factorial run: its replicate, row and coded levels
+            params.update(factorial_run_params(values[schema.FACTORIAL]))
         self._last["label"] = trial_label(values, config)
         run_id = self._last["run_id"] = self.tracker.start_trial(trial.trial_id, params, variant,
                                                                  label=self._last["label"], values=dict(hp.values),
@@ -384,6 +388,8 @@ def trial_label(values: dict[str, Any], config: LeNetConfig | None = None) -> st
         return f"{values[schema.ARM]} seed={config.seed}"
     if values.get(schema.ISOLATION) is not None:  # "#03 optimizer=sgd learning_rate=0.00123": value and point
         return str(values[schema.ISOLATION])
+    if values.get(schema.FACTORIAL) is not None:  # "r1 #05 activation+ optimizer-": replicate, row and levels
+        return factorial_run_label(values[schema.FACTORIAL])
     if config is None:
         return " ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in values.items() if not k.startswith(schema.HYPERBAND_PREFIX))

@@ -23,7 +23,7 @@ LAYERS = (
     ("leaves", ("study", "study.errors", "study.lazy", "study.paths", "study.knobs", "study.files", "study.devices",
                 "study.quiet", "study.schema", "study.kt_compat")),
     ("builder and data", ("study.model", "study.variants", "study.data", "study.cost")),
-    ("space and study kinds", ("study.spacefile", "study.ablation", "study.isolation", "study.space")),
+    ("space and study kinds", ("study.spacefile", "study.ablation", "study.isolation", "study.factorial", "study.space")),
     ("tracking", ("study.store", "study.bulk", "study.tracking")),
     ("search", ("study.tuner", "study.state", "study.lock", "study.retrain", "study.search")),
     ("parallel, report and tools", ("study.parallel", "study.report", "study.bench", "study.predict", "study.train")),
