@@ -70,6 +70,15 @@ class Factor:
     def level(self, code: int) -> dict[str, Any]:
         return self.high if code > 0 else self.low
 
+    def short_text(self, code: int) -> str:
+        """A level in a few characters (figures' ticks): the value of the knob the factor is named after, else
+        its first knob's "knob=value"."""
+        level = self.level(code)
+        if self.name in level:
+            return value_text(self.name, level[self.name])
+        knob, value = next(iter(level.items()))
+        return f"{knob}={value_text(knob, value)}"
+
     def level_text(self, code: int) -> str:
         level = self.level(code)
         if list(level) == [self.name]:

@@ -141,11 +141,12 @@ def beyond_label(rng: ErrorRange, n: int | None = None, what: str = "trial") -> 
     return f"{count} above {percent(rng.cut)} error (in the band at the top)"
 
 
-def figure(width: float = 8.0, height: float = 5.0, ncols: int = 1):
-    """A matplotlib Figure (constrained layout) on its own Agg canvas, never pyplot, and its `ncols` axes."""
+def figure(width: float = 8.0, height: float = 5.0, ncols: int = 1, nrows: int = 1):
+    """A matplotlib Figure (constrained layout) on its own Agg canvas, never pyplot, and its `nrows` x `ncols`
+    axes (one row: a single axes or a 1-d array, as fig.subplots gives them)."""
     fig = mpl_figure.Figure(figsize=(width, height), layout="constrained")
     mpl_agg.FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
+    axes = fig.subplots(nrows, ncols)
     return fig, axes
 
 

@@ -31,6 +31,7 @@ from .. import schema
 from ..files import folder_name, write_atomic
 from ..knobs import NUISANCE_FOR
 from .effects import effects_table, variant_differences
+from .factorial import design_sentence, factor_levels, factorial_effects, is_factorial
 from .importance import knob_importance
 from .isolation import best_configurations, nuisance_knobs, retrain_summary, top_comparisons
 from .load import StudyRuns, is_missing
@@ -195,6 +196,68 @@ def held_nuisance(runs: StudyRuns, arms) -> dict[str, str]:
     return out
 
 
+# --------------------------------------------------------------------------- a factorial study's effects
+
+
+def _factorial_findings(runs: StudyRuns) -> list[Finding]:
+    """The design in one sentence; the main effects and interactions on test accuracy whose 95% interval
+    excludes 0, largest first, with how many chance alone would give and how many survive Holm's correction;
+    the equivalent and the inconclusive ones; the largest effects on training time."""
+    if not is_factorial(runs):
+        return []
+    out = [Finding("Design: " + design_sentence(runs), "halfnormal.png")]
+    table = factorial_effects(runs)
+    rows = table[table["metric"] == schema.TEST_ACCURACY]
+    if rows.empty:
+        return out
+    levels = factor_levels(runs)
+    real = rows[(rows["ci_low"] > 0) | (rows["ci_high"] < 0)]
+    real = real.reindex(real["difference"].abs().sort_values(ascending=False).index)
+    for r in real.itertuples():
+        stats_text = (f"{_ci_pp(r.ci_low, r.ci_high)}, p = {_p(r.p_value)}, Holm-adjusted p = "
+                      f"{_p(r.p_holm)}")
+        if r.order == 1:
+            low, high = levels.get(r.terms, ("−1", "+1"))
+            way = "raises" if r.difference > 0 else "lowers"
+            out.append(Finding(f"**{r.effect}** ({low} → {high}) {way} test accuracy by {abs(100 * r.difference):.2f} "
+                               f"points on average over the other factors ({stats_text}).", "main_effects.png"))
+        else:
+            a, b = r.terms.split(":")
+            aliases = f" (aliased with {', '.join(r.effect.split(' = ')[1:])})" if " = " in r.effect else ""
+            out.append(Finding(f"**{r.terms}** interaction{aliases}: {_pp(r.difference)}: {a}'s effect on test "
+                               f"accuracy is {abs(200 * r.difference):.2f} points {'larger' if r.difference > 0 else 'smaller'} "
+                               f"at {b}'s high level than at its low level ({stats_text}).",
+                               f"interaction_{a}_{b}.png"))
+    m = len(rows)
+    holm = int((rows["p_holm"] < 0.05).sum())
+    out.append(Finding(f"{len(real)} of {m} effects on test accuracy have a 95% interval that excludes 0; chance "
+                       f"alone would give about {0.05 * m:.1f}; {holm} remain significant after Holm's correction "
+                       "for testing them all at once.", "halfnormal.png"))
+    same = rows[rows["outcome"] == "equivalent"]
+    if len(same):
+        margin = float(same["margin"].iloc[0])
+        out.append(Finding(f"Equivalent to no effect within ±{100 * margin:.2f} pp, the margin the study declared "
+                           f"(two one-sided tests at 5%): {', '.join(same['effect'])}."))
+    open_ = rows[rows["outcome"] == "inconclusive"]
+    if len(open_):
+        low, high = 100 * float(open_["mde"].min()), 100 * float(open_["mde"].max())
+        upto = f"{high:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
+        out.append(Finding(f"Inconclusive (the 95% interval includes 0, not shown equivalent): {len(open_)} effects; "
+                           f"effects up to {upto} pp could hide (the minimum detectable effect at 80% power, "
+                           f"n = {int(open_['n'].iloc[0])} runs)."))
+    time_rows = table[(table["metric"] == "wall_time_s") & (table["p_holm"] < 0.05) & (table["order"] == 1)]
+    if len(time_rows):
+        time_rows = time_rows.reindex(time_rows["difference"].abs().sort_values(ascending=False).index)
+        listed = "; ".join(f"{r.effect} {r.difference:+.1f} s ({r.ci_low:+.1f} to {r.ci_high:+.1f})"
+                           for r in time_rows.itertuples())
+        out.append(Finding(f"Training time per run, main effects significant after Holm's correction: {listed}."))
+    return out
+
+
+def _p(value: float) -> str:
+    return "—" if not _finite(value) else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
 # --------------------------------------------------------------------------- an isolation study's values
 
 
@@ -296,8 +359,8 @@ def _difference_findings(runs: StudyRuns) -> list[Finding]:
 
 def findings(runs: StudyRuns) -> list[Finding]:
     """Every finding of the study, in report order (see the module docstring)."""
-    return (_search_findings(runs) + _effect_findings(runs) + _isolation_findings(runs) + _replication_findings(runs)
-            + _difference_findings(runs))
+    return (_search_findings(runs) + _effect_findings(runs) + _isolation_findings(runs) + _factorial_findings(runs)
+            + _replication_findings(runs) + _difference_findings(runs))
 
 
 def findings_markdown(runs: StudyRuns, figure_names: list[str] | None = None, heading: str = "##") -> list[str]:

@@ -136,8 +136,11 @@ class StudyRuns:
 
     @property
     def has_search(self) -> bool:
-        """True when some trial is neither a documented variant nor an ablation's arm, i.e. a search ran."""
-        return bool((self.trials["variant"].isna() & self.trials["arm"].isna()).any())
+        """True when some trial is neither a documented variant, an ablation's arm nor a factorial study's run,
+        i.e. a search ran."""
+        factorial = (self.trials[schema.FACTORIAL_ROW].notna() if schema.FACTORIAL_ROW in self.trials.columns
+                     else False)
+        return bool((self.trials["variant"].isna() & self.trials["arm"].isna() & ~factorial).any())
 
     def attach(self, paths: Iterable[str | Path]) -> None:
         """Log files to the parent run under schema.REPORT_DIR."""

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 from .figures import (plot_best_so_far, plot_effects, plot_importance, plot_knob, plot_learning_curves,
                       plot_parallel_coordinates, plot_pareto, plot_variant_accuracy)
 from .cores import fork_map
+from .factorial import interaction_items, is_factorial, plot_halfnormal, plot_interaction, plot_main_effects
 from .isolation import is_isolation, plot_isolation
 from .load import StudyRuns
 from .tables import varied_knobs
@@ -23,6 +24,7 @@ from .tables import varied_knobs
 VARIANTS_SECTION, SEARCH_SECTION = "Documented variants", "Search"  # report.md's "##" headings
 EFFECTS_SECTION = "Effects"  # an ablation's arms against its baseline
 ISOLATION_SECTION = "Isolation"  # an isolation study's values, each at its best over the nuisance knobs
+FACTORIAL_SECTION = "Factorial screening"  # a factorial study's main effects and interactions
 
 
 def _always(runs: StudyRuns) -> bool:
@@ -39,6 +41,7 @@ class FigureSpec(NamedTuple):
     alt: str  # alt text ("{knob}" filled in)
     applies: Callable[[StudyRuns], bool] = _always
     intro: str = ""  # text under the heading; "{knobs}" = the knobs drawn
+    items: Callable[[StudyRuns], list[str]] | None = None  # what "{knob}" stands for; None: the varied knobs
 
     @property
     def per_knob(self) -> bool:
@@ -48,7 +51,7 @@ class FigureSpec(NamedTuple):
         """(file name, extra draw arguments) of each figure this entry makes for `runs`."""
         if not self.per_knob:
             return [(self.name, ())]
-        return [(self.name.format(knob=knob), (knob,)) for knob in varied_knobs(runs)]
+        return [(self.name.format(knob=knob), (knob,)) for knob in (self.items or varied_knobs)(runs)]
 
     def knob_of(self, file_name: str) -> str | None:
         """The knob a per-knob file name stands for ("" for a fixed name that matches; None: not this figure)."""
@@ -78,8 +81,9 @@ def _is_ablation(runs: StudyRuns) -> bool:
 
 
 def _not_ablation(runs: StudyRuns) -> bool:
-    """Knob plots read an ablation's one-knob arms unpaired: its Effects section says it right."""
-    return runs.arm_trials.empty
+    """Knob plots read an ablation's one-knob arms, or a factorial's runs, unpaired: their own sections (Effects,
+    Factorial screening) say it right."""
+    return runs.arm_trials.empty and not is_factorial(runs)
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -105,6 +109,16 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("isolation.png", plot_isolation, ISOLATION_SECTION, None,
                "Validation error of every nuisance trial by scientific value, each value's best, and its retrains' "
                "test error with 95% confidence intervals (log scale)", is_isolation),
+    # factorial studies
+    FigureSpec("halfnormal.png", plot_halfnormal, FACTORIAL_SECTION, "Half-normal plot",
+               "Half-normal (Daniel) plot of the effects on test accuracy, the ones whose interval excludes 0 named",
+               is_factorial),
+    FigureSpec("main_effects.png", plot_main_effects, FACTORIAL_SECTION, "Main effects",
+               "Mean test error at each factor's two levels (log scale)", is_factorial),
+    FigureSpec("interaction_{knob}.png", plot_interaction, FACTORIAL_SECTION, "Interactions",
+               "Interaction plot {knob}: mean test error in the four cells (log scale)", is_factorial,
+               intro="One plot for each two-knob interaction whose 95% interval on test accuracy excludes 0: {knobs}.",
+               items=interaction_items),
 )
 
 

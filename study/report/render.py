@@ -26,8 +26,9 @@ from ..files import folder_name
 from .effects import EFFECT_METRICS, effects_table, equivalence_margin, magnitude, variant_differences
 from .figures import plot_importance, plot_pareto
 from .isolation import best_configurations, is_isolation, isolation_effects, nuisance_knobs, retrain_summary
-from .registry import (EFFECTS_SECTION, FIGURES, ISOLATION_SECTION, SEARCH_SECTION, VARIANTS_SECTION, figure_spec,
-                       save_figures)
+from .factorial import design_checks, design_sentence, factorial_effects, is_factorial
+from .registry import (EFFECTS_SECTION, FACTORIAL_SECTION, FIGURES, ISOLATION_SECTION, SEARCH_SECTION, VARIANTS_SECTION,
+                       figure_spec, save_figures)
 from .findings import findings_markdown
 from .importance import knob_importance
 from .load import COMPLETED, FAILED, RUNNING, StudyRuns, is_missing, load_study
@@ -386,6 +387,50 @@ def _isolation_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
     return lines
 
 
+def _factorial_section(runs: StudyRuns, figure_names: list[str]) -> list[str]:
+    """A factorial study: its design as recorded (balance, orthogonality, aliases), the figures, and every
+    effect on test accuracy, validation accuracy and training time."""
+    checks = design_checks(runs)
+    lines = [f"## {FACTORIAL_SECTION}", "", design_sentence(runs), ""]
+    if checks["replicates"]:
+        lines += [f"Checked from the runs' recorded coded levels: the design is "
+                  f"{'balanced' if checks['balanced'] else 'NOT balanced'} (every factor at each level in half the "
+                  f"runs of every replicate) and {'orthogonal' if checks['orthogonal'] else 'NOT orthogonal'} "
+                  "(the contrast columns of the estimated effects have zero products).", ""]
+    lines += _figure_lines(runs, FACTORIAL_SECTION, figure_names)
+    table = factorial_effects(runs)
+    if table.empty:
+        return lines
+    method = table["method"].iloc[0]
+    lines += ["### Effects", "",
+              "Each effect is the high level's mean minus the low level's (twice the coefficient of an OLS fit on "
+              "the coded levels, statsmodels' formula interface, with the replicate as a block when there are "
+              f"several; {method}), estimated from every run. An interaction a:b is the difference a's effect "
+              "makes between b's levels, halved. Many effects are tested at once: at 5% each, one null effect "
+              "in twenty has an interval that excludes 0 by chance, so the table also gives Holm's adjusted "
+              "p-value. " + _power_text(runs, accuracy_only=True).replace(
+                  "a two-sided paired t test at 5% finds 4 times in 5 (80% power) at this n, given the observed SD "
+                  "of the paired differences (statsmodels' TTestPower; with few seeds that SD, and so the MDE, is "
+                  "itself rough)",
+                  "a two-sided t test of the effect at 5% finds 4 times in 5 (80% power), given its standard "
+                  "error and degrees of freedom"), ""]
+    for metric in dict.fromkeys(table["metric"]):
+        mine = table[table["metric"] == metric]
+        better = "higher" if bool(mine["higher_is_better"].iloc[0]) else "lower"
+        rows = [[r["effect"], _signed(r["difference"], metric), _ci(r["ci_low"], r["ci_high"], metric),
+                 _p(r["p_value"]), _p(r["p_holm"]), _mde(r["mde"], metric), r["verdict"]] for _, r in mine.iterrows()]
+        lines += [f"### {str(mine['label'].iloc[0]).capitalize()} ({better} is better)", "",
+                  _md_table(["effect (high − low)", "estimate", "95% CI", "p", "p (Holm)", "MDE", "verdict"], rows),
+                  ""]
+    return lines
+
+
+def _p(value: Any) -> str:
+    if is_missing(value):
+        return "—"
+    return "< 0.0001" if float(value) < 1e-4 else f"{float(value):.4f}"
+
+
 def _differences_section(runs: StudyRuns) -> list[str]:
     table = variant_differences(runs)
     if table.empty:
@@ -477,6 +522,8 @@ def render_markdown(runs: StudyRuns, figure_names: list[str], top: int = 10) -> 
         lines += _effects_section(runs, figure_names)
     if is_isolation(runs):  # an isolation study's answer, too
         lines += _isolation_section(runs, figure_names)
+    if is_factorial(runs):  # and a factorial study's
+        lines += _factorial_section(runs, figure_names)
     lines += _leaderboard_section(runs, top)
     if not runs.variant_trials.empty:
         lines += _replication_section(runs)
