@@ -57,14 +57,18 @@ class ChiefServer:
     Differences from keras-tuner's own `oracle_chief.start_server`: it binds to a given
     address (port 0 = any free port), it is stopped by its owner instead of polling
     every 20 s, a trial ended twice (a worker reporting after the chief restarted) is
-    ignored, and `max_consecutive_failed_trials` stops the study by answering STOPPED
-    instead of failing the worker's gRPC call.
+    ignored, `max_consecutive_failed_trials` stops the study by answering STOPPED
+    instead of failing the worker's gRPC call, and a worker that falls silent for longer than
+    a lease (kt_compat.Leases: every call counts, a worker holding a trial sends heartbeats)
+    has its trial given back and is no longer waited for.
     """
 
-    def __init__(self, oracle, host: str = LOOPBACK, port: int = 0):
+    def __init__(self, oracle, host: str = LOOPBACK, port: int = 0, lease_s: float | None = None):
         self.oracle = oracle
         self.host = host
         self.port = port
+        # Who was heard from when: a worker silent for longer than a lease loses its trial (reclaim_lapsed).
+        self.leases = kt_compat.Leases(lease_s if lease_s is not None else kt_compat.LEASE_S)
         self.events: queue.Queue = queue.Queue()  # (trial_id, note) after each end_trial
         self.aborted: str | None = None
         self.stop_triggered = False
@@ -79,6 +83,7 @@ class ChiefServer:
 
         class Servicer(kt_compat.oracle_servicer_class()):
             def CreateTrial(self, request, context):
+                chief.leases.heard_from(request.tuner_id)
                 if chief.aborted:
                     trial = kt_compat.Trial(chief.oracle.get_space(), status=kt_compat.TrialStatus.STOPPED)
                     chief.oracle.tuner_ids.discard(request.tuner_id)
@@ -89,8 +94,18 @@ class ChiefServer:
                 return kt_compat.create_trial_response(trial)
 
             def EndTrial(self, request, context):
-                chief.end_trial(kt_compat.trial_from_request(request))
+                trial = kt_compat.trial_from_request(request)
+                chief.leases.heard_of_trial(chief.oracle, trial.trial_id)
+                chief.end_trial(trial)
                 return kt_compat.end_trial_response()
+
+            def UpdateTrial(self, request, context):
+                chief.leases.heard_of_trial(chief.oracle, request.trial_id)
+                return super().UpdateTrial(request, context)
+
+            def GetTrial(self, request, context):  # also a worker's heartbeat (kt_compat.keep_lease)
+                chief.leases.heard_of_trial(chief.oracle, request.trial_id)
+                return super().GetTrial(request, context)
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
         kt_compat.add_oracle_servicer(Servicer(self.oracle), server)
@@ -121,8 +136,15 @@ class ChiefServer:
             except queue.Empty:
                 return out
 
+    def reclaim_lapsed(self) -> list[str]:
+        """Give back the trials of workers silent for longer than a lease; returns those trials' ids."""
+        return [trial.trial_id for trial in kt_compat.reclaim_lapsed(self.oracle, self.leases)
+                if self.end_trial(trial, note=trial.message)]
+
     def all_trials_done(self) -> bool:
-        return (self.stop_triggered or bool(self.aborted)) and not self.oracle.ongoing_trials
+        # A trial given back after the last one was handed out waits in the retry queue: not done.
+        return ((self.stop_triggered or bool(self.aborted)) and not self.oracle.ongoing_trials
+                and (bool(self.aborted) or not kt_compat.retry_queue(self.oracle)))
 
     def stop(self) -> None:
         if self._server is not None:
@@ -378,6 +400,7 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
                 return event.message
             if event.kind != "done":
                 echo(event.message)
+        chief.reclaim_lapsed()  # the progress view says which trial goes back, and why
         view.drain(chief)
 
         if chief.aborted:
