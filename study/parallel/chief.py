@@ -38,7 +38,7 @@ from ..search import (StudyRequest, announce_resume, claim_study, finish_study, 
                       make_study_tuner, no_space_as_error, open_study, remove_study_folder)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
-from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, exit_text, parse_workers,
+from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers,
                         sigterm_as_interrupt, worker_command)
 
 # keras-tuner's side, loaded once the flags are checked (importing keras-tuner starts TensorFlow).
@@ -219,13 +219,29 @@ class ProgressView:
 # --------------------------------------------------------------------------- the launch
 
 
-def launch(request: StudyRequest, echo=print):
+def start_local_workers(*, n: int, threads: int, oracle: str, study: str, request: StudyRequest, log_dir: Path,
+                        project_dir: Path, env: dict[str, str]) -> WorkerPool:
+    """N `lenet-study worker` processes on this machine, one GPU each when there are GPUs."""
+    make_cmd = worker_command(oracle=oracle, study=study, space_path=request.space.path, log_dir=log_dir,
+                              data_dir=request.data_dir)
+    pool = WorkerPool(make_cmd, {**os.environ, **env})
+    gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
+    for i in range(n):
+        pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log", gpu=gpus[i])
+    if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    return pool
+
+
+def launch(request: StudyRequest, echo=print, start_workers=start_local_workers):
     """Run one study with N local worker processes (and any remote ones); returns a search.SearchResult.
 
     Start-up order is chosen for a 2-core machine: the tracking server and the workers start
     first (each needs ~10 s to import MLflow/TensorFlow), while this process opens the study.
     A worker finds the parent run by the launch id it was given, and waits for the oracle's port.
     The flags are checked first; from then on the chief holds the study's lock (search.claim_study).
+    `start_workers` starts the workers (local processes; cluster.py passes Ray actors) and returns their
+    pool, which the one restart policy (supervise.Supervisor) then watches.
     """
     n = parse_workers(request.workers)
     study = request.name
@@ -244,11 +260,11 @@ def launch(request: StudyRequest, echo=print):
         if finished is not None:  # before any worker, server or run starts
             return finished
         return _start(request, study=study, n=n, threads=threads, bind=(bind_host, bind_port), remote_ok=remote_ok,
-                      user_uri=user_uri, echo=echo)
+                      user_uri=user_uri, echo=echo, start_workers=start_workers)
 
 
 def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tuple[str, int], remote_ok: bool,
-           user_uri: str, echo):
+           user_uri: str, echo, start_workers):
     """`launch` once its flags are checked and the study is this process's."""
     bind_host, bind_port = bind
     local_store = user_uri.startswith("sqlite:")
@@ -275,14 +291,9 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
             # The workers start now and wait for the parent run and the oracle's port.
             if not bind_port:
                 bind_port = free_port(bind_host if bind_host not in ("", "0.0.0.0", "::") else LOOPBACK)
-            make_cmd = worker_command(oracle=hostport(connect_host(bind_host), bind_port), study=study,
-                                      space_path=request.space.path, log_dir=log_dir, data_dir=request.data_dir)
-            pool = WorkerPool(make_cmd, {**os.environ, "MLFLOW_TRACKING_URI": run_uri, LAUNCH_ENV: launch_id})
-            gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
-            for i in range(n):
-                pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log", gpu=gpus[i])
-            if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
-                os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+            pool = start_workers(n=n, threads=threads, oracle=hostport(connect_host(bind_host), bind_port),
+                                 study=study, request=request, log_dir=log_dir, project_dir=project_dir,
+                                 env={"MLFLOW_TRACKING_URI": run_uri, LAUNCH_ENV: launch_id})
 
             load("keras_tuner")  # now: TensorFlow's import overlaps the others' start
 
@@ -365,10 +376,8 @@ def _announce(request, chief, pool, n, threads, bind_host, remote_ok, user_uri, 
     if remote_ok:
         echo("the oracle has no authentication and no encryption: keep its port on a private network")
     if n:
-        pids = ", ".join(f"{w.tuner_id} (pid {w.proc.pid}{'' if w.gpu is None else f', GPU {w.gpu}'})"
-                         for w in pool.workers)
-        echo(f"{n} worker(s), {threads} TensorFlow thread(s) each: {pids}; "
-             f"their output: {project_dir}/worker<i>.log")
+        echo(f"{n} worker(s), {threads} TensorFlow thread(s) each: {', '.join(w.describe() for w in pool.workers)}; "
+             f"{pool.output_hint(project_dir)}")
 
 
 def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view: ProgressView, *, n: int,
@@ -380,7 +389,7 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
         killed = tracker.kill_running_children(w.tuner_id)
         ongoing = oracle.ongoing_trials.get(w.tuner_id)
         if ongoing is not None:
-            died = f"{w.tuner_id} died ({exit_text(w.last_rc)})"
+            died = f"{w.tuner_id} died ({w.exit_text()})"
             invalid = kt_compat.Trial(ongoing.hyperparameters, trial_id=ongoing.trial_id,
                                       status=kt_compat.TrialStatus.INVALID, message=died)
             chief.end_trial(invalid, note=died)
@@ -407,15 +416,17 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
             pool.terminate()
             return f"stopped: {chief.aborted}"
         running = pool.running()
+        all_done = chief.all_trials_done()
         if n and not running and not remote_ok:
-            if chief.all_trials_done():
+            if all_done:
                 return "done"
             return ("every worker stopped before the study was done (see the worker logs); "
                     "run the same command again to resume")
-        if chief.all_trials_done() and not running:
-            # Remote workers hear "stop" when they ask for their next trial; give them a moment to ask.
+        if all_done:
+            # Remote workers hear "stop" when they ask for their next trial; give them a moment to ask. A
+            # worker still starting then (a Ray actor waiting for a node) holds no trial: it is not waited for.
             idle_since = idle_since or time.monotonic()
-            if not oracle.tuner_ids or time.monotonic() - idle_since > REMOTE_GRACE_S:
+            if (not running and not oracle.tuner_ids) or time.monotonic() - idle_since > REMOTE_GRACE_S:
                 return "done"
         else:
             idle_since = None
