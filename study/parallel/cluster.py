@@ -319,9 +319,10 @@ def run_on_ray(request: StudyRequest, echo=print):
         parse_workers(request.workers, allow_zero=False)
     user_uri = tracking.tracking_uri(request.tracking_uri)
     request = absolute_request(request, user_uri)
+    # Every worker's lines, not one of each kind across the cluster (Ray reads this as it is imported).
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import_ray()
     env = passed_env()
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every worker's lines, not one of each kind across the cluster
     try:
         if address == "local":
             ray.init(address="local", include_dashboard=False, log_to_driver=True, logging_level="WARNING")
