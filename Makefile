@@ -19,6 +19,10 @@ endif
 SPACE ?= search_spaces/lenet.yaml
 WORKERS ?= 1
 ARGS ?=
+# RAY=local|auto|ray://HOST:PORT|HOST:PORT (RAY=1: auto): `make search` runs on a Ray cluster (the dev extra,
+# which every target installs, brings Ray).
+RAY ?=
+RAY_FLAG := $(if $(RAY),--ray $(if $(filter 1,$(RAY)),auto,$(RAY)))
 
 comma := ,
 # $(call pip_install,SPEC): the project, editable, with SPEC's extras: uv if the venv has it, else (or if uv fails) pip.
@@ -44,8 +48,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## build .venv from pyproject.toml (GPU=1: with CUDA for NVIDIA GPUs); other targets do it when needed
 
-search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [GPU=1] [ARGS="--max-trials 5"]
-	$(BIN)/lenet-study search $(SPACE) --workers $(WORKERS) $(ARGS)
+search: $(STAMP) ## run a study: make search [SPACE=search_spaces/lenet.yaml] [WORKERS=1|N|auto] [GPU=1] [RAY=local|auto|ADDRESS] [ARGS="--max-trials 5"]
+	$(BIN)/lenet-study search $(SPACE) --workers $(WORKERS) $(RAY_FLAG) $(ARGS)
 
 test: $(STAMP) ## the everyday tests: everything but those marked slow (a few minutes); ARGS="-k name" to pick
 	$(BIN)/python -m pytest -q -m "not slow" --durations=10 $(ARGS)

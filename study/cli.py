@@ -14,6 +14,7 @@ from .errors import StudyError
 from .lazy import lazy
 from .model import build_lenet, count_params
 from .parallel.chief import launch
+from .parallel.cluster import run_on_ray
 from .parallel.worker import WorkerRequest, run_worker
 from .predict import predict_image
 from .quiet import quiet_startup
@@ -83,13 +84,13 @@ def study_request(args):
     )
     check_folder("--log-dir", args.log_dir)
     return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
-                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind)
+                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind, ray=args.ray)
 
 
 def cmd_search(args) -> int:
     request = study_request(args)
     tracking.check_store(request.tracking_uri)  # a bad URI or a silent server: one line before the data loads
-    run = launch if request.parallel else run_search
+    run = run_on_ray if request.ray else launch if request.parallel else run_search
     print(run(request).done_line())
     return 0
 
@@ -185,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="start the study over (earlier runs stay in MLflow)")
     s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
     s.add_argument("--log-dir", default="logs", help="TensorBoard and tuner state folder (default: logs)")
-    s.add_argument("--workers", default="1", help="trials in parallel on this machine: N or auto")
+    s.add_argument("--workers", default="1", help="trials in parallel on this machine: N or auto (with --ray: worker "
+                                                  "actors, auto = one per GPU, else one per CPU slot of the cluster)")
+    s.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="run the chief and the workers as actors on a Ray cluster: 'local' starts one here, 'auto' "
+                        "(the default) joins this machine's, or ray://HOST:PORT, HOST:PORT (needs the ray extra)")
     s.add_argument("--oracle-bind", metavar="HOST[:PORT]",
                    help="serve the oracle to remote workers on this address (default: 127.0.0.1, any free port); "
                         "no authentication: private networks only. With --workers 0: the chief only")

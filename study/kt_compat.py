@@ -6,12 +6,20 @@ Hyperband schedule, or silence failed-trial tracebacks. What the study needs of
 that is wrapped here, named for what it does; nothing else in `study/` imports
 `keras_tuner.src` or touches an attribute that starts with an underscore.
 Checked against keras-tuner 1.4.7 and 1.4.8.
+
+Also here, the two blind spots of keras-tuner's distributed mode that the study fixes: a worker told
+IDLE asks again at once, in a tight loop (`wait_when_idle` backs off instead), and a trial whose worker
+is gone for good stays ongoing until a process with the same tuner id returns (`Leases`: a worker
+sends heartbeats while it holds a trial, and the chief gives back the trial of one it has not heard
+from for a lease's length, and stops waiting for that worker).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 from functools import cmp_to_key
 from pathlib import Path
 from typing import Any
@@ -271,3 +279,135 @@ def invalidate_remote_trials(address: str, trial_ids: list[str], timeout: float 
                 if trial.status == TrialStatus.RUNNING:
                     trial.status = TrialStatus.INVALID
                     stub.EndTrial(service.EndTrialRequest(trial=trial.to_proto()), timeout=timeout)
+
+
+# --------------------------------------------------------------------------- idle workers and lost ones
+
+IDLE_FIRST_S = 0.05  # a worker told IDLE waits this long before asking again, doubled each time...
+IDLE_MAX_S = 2.0  # ...up to this (a Hyperband bracket waiting on its slowest trial may take minutes)
+HEARTBEAT_S = 10.0  # a worker holding a trial tells the chief it is alive this often
+LEASE_S = 120.0  # the chief gives back the trial of a worker it has not heard from for this long
+
+
+def wait_when_idle(oracle, *, first_s: float = IDLE_FIRST_S, max_s: float = IDLE_MAX_S, sleep=time.sleep) -> None:
+    """A worker's oracle client (keras-tuner's OracleClient, on this tuner instance) asks again for a trial
+    after an IDLE answer only once it has waited, doubling the wait each time up to max_s: keras-tuner's
+    `search` loop re-asks at once, a busy loop of gRPC calls against a chief that serves one at a time.
+    The wait starts again from first_s with every call that gets an answer other than IDLE."""
+    create_trial = oracle.create_trial
+
+    def create_trial_patiently(tuner_id):
+        delay = first_s
+        trial = create_trial(tuner_id)
+        while trial.status == TrialStatus.IDLE:
+            sleep(delay)
+            delay = min(delay * 2, max_s)
+            trial = create_trial(tuner_id)
+        return trial
+
+    oracle.create_trial = create_trial_patiently
+
+
+class Heartbeat:
+    """A worker's heartbeat: while it holds a trial (from the oracle client's create_trial until its
+    end_trial), a daemon thread asks the chief for that trial every interval_s seconds (GetTrial, the one
+    call of keras-tuner's protocol that changes nothing); the chief counts every call naming the trial as
+    a sign of life (Leases). Installed on the client instance by `keep_lease`."""
+
+    def __init__(self, send, interval_s: float = HEARTBEAT_S):
+        self.send = send  # (trial_id) -> None; errors are the chief's to notice, not the worker's
+        self.interval_s = interval_s
+        self.trial_id: str | None = None
+        self.beats = 0
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def hold(self, trial_id: str | None) -> None:
+        self.trial_id = trial_id
+
+    def _loop(self) -> None:
+        while not self._wake.wait(self.interval_s):
+            trial_id = self.trial_id
+            if trial_id is not None:
+                with contextlib.suppress(Exception):
+                    self.send(trial_id)
+                    self.beats += 1
+
+    def stop(self) -> None:
+        self._wake.set()
+
+
+def keep_lease(client, interval_s: float = HEARTBEAT_S, timeout_s: float = 10.0) -> Heartbeat:
+    """Heartbeats from a worker's oracle client (keras-tuner's OracleClient) while it holds a trial."""
+    service = kt_protos.get_service()
+
+    def send(trial_id):
+        client.stub.GetTrial(service.GetTrialRequest(trial_id=trial_id), timeout=timeout_s)
+
+    heartbeat = Heartbeat(send, interval_s)
+    create_trial, end_trial = client.create_trial, client.end_trial
+
+    def create_trial_holding(tuner_id):
+        trial = create_trial(tuner_id)
+        heartbeat.hold(trial.trial_id if trial.status == TrialStatus.RUNNING else None)
+        return trial
+
+    def end_trial_releasing(trial):
+        try:
+            return end_trial(trial)
+        finally:
+            heartbeat.hold(None)
+
+    client.create_trial, client.end_trial = create_trial_holding, end_trial_releasing
+    return heartbeat
+
+
+class Leases:
+    """The chief's side: when it last heard from each worker (tuner id) that holds a trial.
+
+    Every call a worker makes counts (asking for a trial, reporting an epoch, ending a trial, a
+    heartbeat); a call naming only a trial counts for the worker that holds it. `lapsed(oracle)` gives
+    the workers holding a trial that have been silent for longer than lease_s; a worker first seen
+    holding a trial (one handed out before this chief started) gets a whole lease from then."""
+
+    def __init__(self, lease_s: float = LEASE_S, clock=time.monotonic):
+        self.lease_s = lease_s
+        self.clock = clock
+        self.heard: dict[str, float] = {}
+
+    def heard_from(self, tuner_id: str) -> None:
+        self.heard[tuner_id] = self.clock()
+
+    def heard_of_trial(self, oracle, trial_id: str) -> None:
+        for tuner_id, trial in list(oracle.ongoing_trials.items()):
+            if trial.trial_id == trial_id:
+                self.heard_from(tuner_id)
+
+    def lapsed(self, oracle) -> list[tuple[str, Trial]]:
+        now = self.clock()
+        out = []
+        for tuner_id, trial in list(oracle.ongoing_trials.items()):
+            last = self.heard.setdefault(tuner_id, now)
+            if now - last > self.lease_s:
+                out.append((tuner_id, trial))
+        return out
+
+
+def reclaim_lapsed(oracle, leases: Leases) -> list[Trial]:
+    """The trials of workers whose lease lapsed, as INVALID trials to end (the caller ends them: keras-tuner
+    then runs each again, or counts it FAILED); those workers are forgotten, so a chief waiting for every
+    worker to hear "stop" no longer waits for them. A worker that comes back asks for a trial and is a
+    worker again; a result it still reports for its old trial is taken if nobody has reported one yet."""
+
+    def lapse():
+        out = []
+        for tuner_id, trial in leases.lapsed(oracle):
+            oracle.tuner_ids.discard(tuner_id)
+            leases.heard.pop(tuner_id, None)
+            silent = f"no word from {tuner_id} for {leases.lease_s:g} s"
+            out.append(Trial(trial.hyperparameters, trial_id=trial.trial_id, status=TrialStatus.INVALID,
+                             message=silent))
+        return out
+
+    return synchronized(lambda _oracle: lapse())(oracle)

@@ -30,7 +30,7 @@ from types import ModuleType
 # start-up or more to import (from 50 ms for grpc and mlxtend's data to seconds); tests/test_layers.py
 # keeps in-function imports of them out.
 HEAVY = ("tensorflow", "keras", "keras_tuner", "mlflow", "optuna", "pandas", "scipy", "matplotlib", "sqlalchemy",
-         "nbclient", "nbconvert", "nbformat", "jupyter_client", "grpc", "mlxtend")
+         "nbclient", "nbconvert", "nbformat", "jupyter_client", "grpc", "mlxtend", "ray")
 
 
 class LazyModule:

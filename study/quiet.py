@@ -45,9 +45,17 @@ STARTUP_LINES = tuple(re.compile(pattern) for pattern in (
 ))
 
 
+# Ray prints what its actors write after their name and pid, "(worker0 pid=4242)" or "(worker0 pid=4242,
+# ip=10.0.0.2)", maybe in colour (`search --ray`): their TensorFlow start-up lines are the same lines.
+_RAY_PREFIX = re.compile(rb"(?:\x1b\[\d+m)?\([^()]*pid=\d+(?:, ip=[^()]*)?\)(?:\x1b\[0m)? ")
+
+
 def is_startup_line(line: bytes) -> bool:
     """A complete line (without its newline) that is one of TensorFlow's known start-up lines."""
     line = line.rstrip(b"\r")
+    prefix = _RAY_PREFIX.match(line)
+    if prefix:
+        line = line[prefix.end():]
     return any(pattern.fullmatch(line) for pattern in STARTUP_LINES)
 
 

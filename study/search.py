@@ -67,6 +67,7 @@ class StudyRequest:
     workers: str | int = 1  # N or "auto"; 1 without oracle_bind: this process trains
     threads: int | None = None  # TensorFlow threads per worker (default: cores / workers)
     oracle_bind: str | None = None  # HOST[:PORT] to serve the oracle to remote workers
+    ray: str | None = None  # a Ray cluster's address (local, auto, ray://HOST:PORT, HOST:PORT): chief and workers as actors
 
     @property
     def name(self) -> str:

@@ -139,6 +139,9 @@ class FakeChief:
     def drain(self):
         return []
 
+    def reclaim_lapsed(self):
+        return []
+
     def all_trials_done(self):
         return self.done
 

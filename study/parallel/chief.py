@@ -38,7 +38,7 @@ from ..search import (StudyRequest, announce_resume, claim_study, finish_study, 
                       make_study_tuner, no_space_as_error, open_study, remove_study_folder)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
-from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, exit_text, parse_workers,
+from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers,
                         sigterm_as_interrupt, worker_command)
 
 # keras-tuner's side, loaded once the flags are checked (importing keras-tuner starts TensorFlow).
@@ -57,14 +57,18 @@ class ChiefServer:
     Differences from keras-tuner's own `oracle_chief.start_server`: it binds to a given
     address (port 0 = any free port), it is stopped by its owner instead of polling
     every 20 s, a trial ended twice (a worker reporting after the chief restarted) is
-    ignored, and `max_consecutive_failed_trials` stops the study by answering STOPPED
-    instead of failing the worker's gRPC call.
+    ignored, `max_consecutive_failed_trials` stops the study by answering STOPPED
+    instead of failing the worker's gRPC call, and a worker that falls silent for longer than
+    a lease (kt_compat.Leases: every call counts, a worker holding a trial sends heartbeats)
+    has its trial given back and is no longer waited for.
     """
 
-    def __init__(self, oracle, host: str = LOOPBACK, port: int = 0):
+    def __init__(self, oracle, host: str = LOOPBACK, port: int = 0, lease_s: float | None = None):
         self.oracle = oracle
         self.host = host
         self.port = port
+        # Who was heard from when: a worker silent for longer than a lease loses its trial (reclaim_lapsed).
+        self.leases = kt_compat.Leases(lease_s if lease_s is not None else kt_compat.LEASE_S)
         self.events: queue.Queue = queue.Queue()  # (trial_id, note) after each end_trial
         self.aborted: str | None = None
         self.stop_triggered = False
@@ -79,6 +83,7 @@ class ChiefServer:
 
         class Servicer(kt_compat.oracle_servicer_class()):
             def CreateTrial(self, request, context):
+                chief.leases.heard_from(request.tuner_id)
                 if chief.aborted:
                     trial = kt_compat.Trial(chief.oracle.get_space(), status=kt_compat.TrialStatus.STOPPED)
                     chief.oracle.tuner_ids.discard(request.tuner_id)
@@ -89,8 +94,18 @@ class ChiefServer:
                 return kt_compat.create_trial_response(trial)
 
             def EndTrial(self, request, context):
-                chief.end_trial(kt_compat.trial_from_request(request))
+                trial = kt_compat.trial_from_request(request)
+                chief.leases.heard_of_trial(chief.oracle, trial.trial_id)
+                chief.end_trial(trial)
                 return kt_compat.end_trial_response()
+
+            def UpdateTrial(self, request, context):
+                chief.leases.heard_of_trial(chief.oracle, request.trial_id)
+                return super().UpdateTrial(request, context)
+
+            def GetTrial(self, request, context):  # also a worker's heartbeat (kt_compat.keep_lease)
+                chief.leases.heard_of_trial(chief.oracle, request.trial_id)
+                return super().GetTrial(request, context)
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
         kt_compat.add_oracle_servicer(Servicer(self.oracle), server)
@@ -121,8 +136,15 @@ class ChiefServer:
             except queue.Empty:
                 return out
 
+    def reclaim_lapsed(self) -> list[str]:
+        """Give back the trials of workers silent for longer than a lease; returns those trials' ids."""
+        return [trial.trial_id for trial in kt_compat.reclaim_lapsed(self.oracle, self.leases)
+                if self.end_trial(trial, note=trial.message)]
+
     def all_trials_done(self) -> bool:
-        return (self.stop_triggered or bool(self.aborted)) and not self.oracle.ongoing_trials
+        # A trial given back after the last one was handed out waits in the retry queue: not done.
+        return ((self.stop_triggered or bool(self.aborted)) and not self.oracle.ongoing_trials
+                and (bool(self.aborted) or not kt_compat.retry_queue(self.oracle)))
 
     def stop(self) -> None:
         if self._server is not None:
@@ -197,13 +219,29 @@ class ProgressView:
 # --------------------------------------------------------------------------- the launch
 
 
-def launch(request: StudyRequest, echo=print):
+def start_local_workers(*, n: int, threads: int, oracle: str, study: str, request: StudyRequest, log_dir: Path,
+                        project_dir: Path, env: dict[str, str]) -> WorkerPool:
+    """N `lenet-study worker` processes on this machine, one GPU each when there are GPUs."""
+    make_cmd = worker_command(oracle=oracle, study=study, space_path=request.space.path, log_dir=log_dir,
+                              data_dir=request.data_dir)
+    pool = WorkerPool(make_cmd, {**os.environ, **env})
+    gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
+    for i in range(n):
+        pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log", gpu=gpus[i])
+    if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    return pool
+
+
+def launch(request: StudyRequest, echo=print, start_workers=start_local_workers):
     """Run one study with N local worker processes (and any remote ones); returns a search.SearchResult.
 
     Start-up order is chosen for a 2-core machine: the tracking server and the workers start
     first (each needs ~10 s to import MLflow/TensorFlow), while this process opens the study.
     A worker finds the parent run by the launch id it was given, and waits for the oracle's port.
     The flags are checked first; from then on the chief holds the study's lock (search.claim_study).
+    `start_workers` starts the workers (local processes; cluster.py passes Ray actors) and returns their
+    pool, which the one restart policy (supervise.Supervisor) then watches.
     """
     n = parse_workers(request.workers)
     study = request.name
@@ -222,11 +260,11 @@ def launch(request: StudyRequest, echo=print):
         if finished is not None:  # before any worker, server or run starts
             return finished
         return _start(request, study=study, n=n, threads=threads, bind=(bind_host, bind_port), remote_ok=remote_ok,
-                      user_uri=user_uri, echo=echo)
+                      user_uri=user_uri, echo=echo, start_workers=start_workers)
 
 
 def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tuple[str, int], remote_ok: bool,
-           user_uri: str, echo):
+           user_uri: str, echo, start_workers):
     """`launch` once its flags are checked and the study is this process's."""
     bind_host, bind_port = bind
     local_store = user_uri.startswith("sqlite:")
@@ -253,14 +291,9 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
             # The workers start now and wait for the parent run and the oracle's port.
             if not bind_port:
                 bind_port = free_port(bind_host if bind_host not in ("", "0.0.0.0", "::") else LOOPBACK)
-            make_cmd = worker_command(oracle=hostport(connect_host(bind_host), bind_port), study=study,
-                                      space_path=request.space.path, log_dir=log_dir, data_dir=request.data_dir)
-            pool = WorkerPool(make_cmd, {**os.environ, "MLFLOW_TRACKING_URI": run_uri, LAUNCH_ENV: launch_id})
-            gpus = gpu_assignment(n, visible_gpu_ids())  # one GPU per worker, when there are GPUs
-            for i in range(n):
-                pool.add(f"worker{i}", threads, project_dir / f"worker{i}.log", gpu=gpus[i])
-            if any(gpus):  # this process builds models too: it takes GPU memory as needed, not every card's
-                os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+            pool = start_workers(n=n, threads=threads, oracle=hostport(connect_host(bind_host), bind_port),
+                                 study=study, request=request, log_dir=log_dir, project_dir=project_dir,
+                                 env={"MLFLOW_TRACKING_URI": run_uri, LAUNCH_ENV: launch_id})
 
             load("keras_tuner")  # now: TensorFlow's import overlaps the others' start
 
@@ -343,10 +376,8 @@ def _announce(request, chief, pool, n, threads, bind_host, remote_ok, user_uri, 
     if remote_ok:
         echo("the oracle has no authentication and no encryption: keep its port on a private network")
     if n:
-        pids = ", ".join(f"{w.tuner_id} (pid {w.proc.pid}{'' if w.gpu is None else f', GPU {w.gpu}'})"
-                         for w in pool.workers)
-        echo(f"{n} worker(s), {threads} TensorFlow thread(s) each: {pids}; "
-             f"their output: {project_dir}/worker<i>.log")
+        echo(f"{n} worker(s), {threads} TensorFlow thread(s) each: {', '.join(w.describe() for w in pool.workers)}; "
+             f"{pool.output_hint(project_dir)}")
 
 
 def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view: ProgressView, *, n: int,
@@ -358,7 +389,7 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
         killed = tracker.kill_running_children(w.tuner_id)
         ongoing = oracle.ongoing_trials.get(w.tuner_id)
         if ongoing is not None:
-            died = f"{w.tuner_id} died ({exit_text(w.last_rc)})"
+            died = f"{w.tuner_id} died ({w.exit_text()})"
             invalid = kt_compat.Trial(ongoing.hyperparameters, trial_id=ongoing.trial_id,
                                       status=kt_compat.TrialStatus.INVALID, message=died)
             chief.end_trial(invalid, note=died)
@@ -378,21 +409,24 @@ def supervise_study(chief: ChiefServer, pool: WorkerPool, oracle, tracker, view:
                 return event.message
             if event.kind != "done":
                 echo(event.message)
+        chief.reclaim_lapsed()  # the progress view says which trial goes back, and why
         view.drain(chief)
 
         if chief.aborted:
             pool.terminate()
             return f"stopped: {chief.aborted}"
         running = pool.running()
+        all_done = chief.all_trials_done()
         if n and not running and not remote_ok:
-            if chief.all_trials_done():
+            if all_done:
                 return "done"
             return ("every worker stopped before the study was done (see the worker logs); "
                     "run the same command again to resume")
-        if chief.all_trials_done() and not running:
-            # Remote workers hear "stop" when they ask for their next trial; give them a moment to ask.
+        if all_done:
+            # Remote workers hear "stop" when they ask for their next trial; give them a moment to ask. A
+            # worker still starting then (a Ray actor waiting for a node) holds no trial: it is not waited for.
             idle_since = idle_since or time.monotonic()
-            if not oracle.tuner_ids or time.monotonic() - idle_since > REMOTE_GRACE_S:
+            if (not running and not oracle.tuner_ids) or time.monotonic() - idle_since > REMOTE_GRACE_S:
                 return "done"
         else:
             idle_since = None

@@ -147,6 +147,20 @@ class WorkerProcess:
     state: str = "running"  # running | done | gave_up | error
     last_rc: int | None = None
 
+    # What the Supervisor and the chief say about a worker; a Ray worker (cluster.RayWorker) says the same.
+    def exit_text(self) -> str:
+        return exit_text(self.last_rc)
+
+    def last_line(self) -> str:
+        return tail(self.log_path, 1)
+
+    @property
+    def output(self) -> str:
+        return str(self.log_path)
+
+    def describe(self) -> str:
+        return f"{self.tuner_id} (pid {self.proc.pid}{'' if self.gpu is None else f', GPU {self.gpu}'})"
+
 
 class WorkerPool:
     """Starts worker processes, one TensorFlow thread budget each, their output in their own log file.
@@ -200,6 +214,9 @@ class WorkerPool:
     def running(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.state == "running"]
 
+    def output_hint(self, folder: Path) -> str:
+        return f"their output: {folder}/worker<i>.log"
+
     def terminate(self, timeout: float = 10.0) -> None:
         """SIGTERM (a worker marks its run KILLED and exits), then SIGKILL what is left."""
         for w in self.alive():
@@ -246,19 +263,19 @@ class Supervisor:
                 w.state = "done"
                 events.append(WorkerEvent(w, "done", f"{w.tuner_id}: done"))
                 continue
-            died = f"{w.tuner_id} died ({exit_text(w.last_rc)})" + self.on_death(w)
+            died = f"{w.tuner_id} died ({w.exit_text()})" + self.on_death(w)
             if w.last_rc == USER_ERROR_EXIT:
                 w.state = "error"
-                events.append(WorkerEvent(w, "error", f"{died}: {tail(w.log_path, 1)}"))
+                events.append(WorkerEvent(w, "error", f"{died}: {w.last_line()}"))
             elif w.restarts >= self.max_restarts:
                 w.state = "gave_up"
                 events.append(WorkerEvent(w, "gave_up", f"{died}; not restarted again (already {w.restarts} "
-                                                        f"times); see {w.log_path}"))
+                                                        f"times); see {w.output}"))
             else:
                 w.restarts += 1
                 self.pool.start(w)
                 events.append(WorkerEvent(w, "restarted", f"{died}; restarted ({w.restarts}/{self.max_restarts}), "
-                                                          f"see {w.log_path}"))
+                                                          f"see {w.output}"))
         return events
 
 

@@ -178,17 +178,11 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
 
 
 def _patch_worker_tuner(tuner) -> None:
-    """A guard on a worker's tuner instance (keras-tuner's classes stay as they are); search.guard_trials
-    adds the ones every study's tuner has."""
-    create_trial = tuner.oracle.create_trial
-
-    def create_trial_patient(tuner_id):
-        trial = create_trial(tuner_id)
-        if trial.status == kt_compat.TrialStatus.IDLE:  # Hyperband waits for a bracket: keras-tuner asks again at once
-            time.sleep(1.0)
-        return trial
-
-    tuner.oracle.create_trial = create_trial_patient
+    """keras-tuner's worker client made patient and alive (kt_compat): after an IDLE answer (Hyperband
+    waiting for a bracket) it waits, with backoff, before asking again; while it holds a trial it sends
+    the chief heartbeats, so a worker that is gone for good loses its trial to the others."""
+    kt_compat.wait_when_idle(tuner.oracle)
+    kt_compat.keep_lease(tuner.oracle)
 
 
 def supervise_workers(request: WorkerRequest, host: str, port: int, n: int) -> int:
