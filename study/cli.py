@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import tracking
@@ -21,6 +22,7 @@ from .report import (ReportError, findings_markers, include_findings, list_studi
                      write_report)
 from .search import StudyRequest, load_space_with_overrides, run_search
 from .space import load_space
+from .spacefile import time_budget_seconds
 from .train import train_one
 from .variants import VARIANTS, get_variant
 
@@ -77,13 +79,15 @@ def cmd_space(args) -> int:
 
 def study_request(args):
     """The one request object for `search`, from its flags."""
+    started = time.monotonic()  # a time budget counts from here
+    budget = None if args.time_budget is None else time_budget_seconds(args.time_budget, "--time-budget")
     space, settings = load_space_with_overrides(
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
-        executions_per_trial=args.executions_per_trial, seed=args.seed,
+        executions_per_trial=args.executions_per_trial, seed=args.seed, time_budget=budget,
     )
     check_folder("--log-dir", args.log_dir)
     return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
-                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind)
+                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind, started=started)
 
 
 def cmd_search(args) -> int:
@@ -181,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset")
     s.add_argument("--executions-per-trial", type=int)
     s.add_argument("--seed", type=int)
+    s.add_argument("--time-budget", metavar="DURATION",
+                   help="end the study within this time (45s, 15m, 1h): trials start while one more and the "
+                        "final run still fit (default: the space file's study.time_budget, else none)")
     s.add_argument("--name", help="study name (default: the space file's name)")
     s.add_argument("--fresh", action="store_true", help="start the study over (earlier runs stay in MLflow)")
     s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
