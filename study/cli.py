@@ -248,9 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the link and the mlflow command, start nothing")
     s.set_defaults(func=cmd_ui)
 
-    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of six")
-    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy", "report"],
-                   help="run one benchmark (default: tracking and workers; the other four take long)")
+    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of seven")
+    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy", "report",
+                                      "oracle"],
+                   help="run one benchmark (default: tracking and workers; the other five take long)")
     s.add_argument("--data-dir")
     s.add_argument("--dataset", help="default: mnist for tracking, workers and throughput; the space's or "
                                      "study's for search and time-to-accuracy")
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=3,
                    help="tracking and throughput: rounds of the sides, their order alternating; report: runs of "
                         "each report (default: 3)")
-    s.add_argument("--space", help="search and report: the space file (default: search_spaces/lenet.yaml)")
+    s.add_argument("--space", help="search, report and oracle: the space file (default: search_spaces/lenet.yaml)")
     s.add_argument("--max-trials", type=int, help="search: override the space's max_trials; report: the trials of "
                                                   "the study it runs (default: 6)")
     s.add_argument("--budget", type=float, metavar="SECONDS",
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-epochs", type=int, help="time-to-accuracy: cap both sides' epochs (default: the "
                                                   "configuration's; 20 for the recipe)")
     s.add_argument("--sizes", metavar="N,N,...", help="report: the study sizes to time, the first the baseline "
-                                                      "(default: 23,1000,10000)")
+                                                      "(default: 23,1000,10000); oracle: the finished trials to "
+                                                      "measure at (default: 100,1000)")
     s.set_defaults(func=cmd_bench)
     one_line_errors(s)
     return p
