@@ -80,9 +80,12 @@ class TimeBudget:
 
     Per trial the search pays a fixed set-up (building and tracing a model: `setup_s`, from the probe)
     and then a cost per epoch. Before any trial ends, the probe's seconds per epoch stand in; then the
-    trials' own durations (from `begin` to `record`, on the clock) less their set-up, over their epochs.
-    The final run is reserved at the slower of that rate and the best trial's (it is the one trained),
-    for `final_epochs`, plus FINISH_RESERVE_S. Safe to call from the oracle's serving thread.
+    trials' own durations (from `begin` to `record`, on the clock: the oracle's proposal, logging and
+    cost measurement included) less their set-up, over their epochs. The final run pays none of the
+    search's own costs: it is reserved at the seconds per epoch the trials' fits took (`fit_per_epoch`,
+    the slower of the best trial's and their mean: it trains the best configuration, which may still
+    change), else at the trials' rate, for `final_epochs`, plus its set-up and FINISH_RESERVE_S.
+    Safe to call from the oracle's serving thread.
     """
 
     def __init__(self, seconds: float, final_epochs: int, *, clock: Callable[[], float] = time.monotonic,
@@ -95,6 +98,7 @@ class TimeBudget:
         self.setup_s = 0.0
         self.probe_per_epoch: float | None = None
         self.trials: list[tuple[float, int, float | None]] = []  # (seconds, epochs, score) measured here
+        self.fit_rates: list[tuple[float, float | None]] = []  # (fit seconds per epoch, score) of those trials
         self.stopped: str | None = None  # why the search stopped starting trials, once it did
         self._begun: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -116,13 +120,17 @@ class TimeBudget:
         with self._lock:
             self._begun[trial_id] = self.clock()
 
-    def record(self, trial_id: str, epochs: int, score: float | None = None, seconds: float | None = None) -> None:
-        """A trial ended: its duration since `begin` (else `seconds`, measured by whoever ran it) and epochs."""
+    def record(self, trial_id: str, epochs: int, score: float | None = None, seconds: float | None = None,
+               fit_per_epoch: float | None = None) -> None:
+        """A trial ended: its duration since `begin` (else `seconds`, measured by whoever ran it), its epochs,
+        and the seconds per epoch its fit took (the trial's train_s_per_epoch), when measured."""
         with self._lock:
             began = self._begun.pop(trial_id, None)
             duration = self.clock() - began if began is not None else seconds
             if duration is not None and epochs > 0:
                 self.trials.append((max(0.0, duration), epochs, score))
+            if fit_per_epoch is not None and math.isfinite(fit_per_epoch) and fit_per_epoch > 0:
+                self.fit_rates.append((fit_per_epoch, score))
 
     def seconds_per_epoch(self) -> float | None:
         """Seconds per epoch past a trial's set-up: the trials' so far (pooled), else the probe's."""
@@ -143,7 +151,13 @@ class TimeBudget:
         rate = self.seconds_per_epoch() or 0.0
         with self._lock:
             scored = [t for t in self.trials if t[2] is not None and math.isfinite(t[2])]
-        if scored:
+            fits = list(self.fit_rates)
+        if fits:
+            rate = sum(r for r, _ in fits) / len(fits)
+            best = [f for f in fits if f[1] is not None and math.isfinite(f[1])]
+            if best:
+                rate = max(rate, max(best, key=lambda f: f[1])[0])
+        elif scored:
             seconds, epochs, _ = max(scored, key=lambda t: t[2])
             rate = max(rate, max(0.0, seconds - self.setup_s) / epochs)
         return self.setup_s + self.final_epochs * rate + FINISH_RESERVE_S

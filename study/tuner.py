@@ -246,7 +246,7 @@ class Progress:
         return sum(self.trial_epochs[self.done:self.total]) + self.final_epochs
 
     def trial_done(self, trial_id: str, label: str, status: str, val_acc: float, epochs: int,
-                   seconds: float, note: str = "") -> None:
+                   seconds: float, note: str = "", fit_per_epoch: float | None = None) -> None:
         self.done += 1
         self.finished_here += 1
         if status == schema.COMPLETED and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
@@ -257,7 +257,8 @@ class Progress:
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
         self.epochs_here += max(0, epochs)
         if self.budget is not None:
-            self.budget.record(trial_id, max(0, epochs), val_acc if status == schema.COMPLETED else None, seconds)
+            self.budget.record(trial_id, max(0, epochs), val_acc if status == schema.COMPLETED else None, seconds,
+                               fit_per_epoch)
         remaining = ""
         left = self.epochs_left()
         estimate = elapsed / self.epochs_here * left if left and self.epochs_here else None
@@ -365,6 +366,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         # Cost beside accuracy, measured here after the fit (outside wall_time_s): a failed measurement
         # leaves its metrics out and logs one line, the trial is kept.
         extra.update(trained_cost(histories, f"trial {trial.trial_id}"))
+        self._last["fit_per_epoch"] = extra.get(schema.EPOCH_SECONDS)
         self.tracker.finish_trial(run_id, summary, extra)
         return histories
 
@@ -374,7 +376,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             status = schema.COMPLETED if trial.status == TrialStatus.COMPLETED else schema.FAILED
             self.progress.trial_done(
                 trial.trial_id, self._last["label"], status, self._last["val_acc"], self._last["epochs"],
-                time.monotonic() - self._last["t0"], self._last["note"],
+                time.monotonic() - self._last["t0"], self._last["note"], self._last.get("fit_per_epoch"),
             )
         self._last = {}
 

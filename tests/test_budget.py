@@ -142,6 +142,20 @@ def test_the_final_run_is_reserved_at_the_best_trials_rate_when_it_is_slower():
     assert budget.trial_seconds(4) == pytest.approx(30)
 
 
+def test_the_final_run_is_reserved_at_the_fits_own_rate_without_the_searchs_costs():
+    """A trial's duration holds the oracle's proposal, the logging and the cost measurement; the final run
+    pays none of them: it is reserved at the seconds per epoch the trials' fits took."""
+    clock = FakeClock()
+    budget = TimeBudget(1000, 10, clock=clock)
+    budget.calibrate(2.0, 1.0)
+    budget.begin("0"); clock.now += 22; budget.record("0", 4, score=0.9, fit_per_epoch=1.5)  # noqa: E702
+    budget.begin("1"); clock.now += 18; budget.record("1", 4, score=0.5, fit_per_epoch=2.5)  # noqa: E702
+    assert budget.seconds_per_epoch() == pytest.approx((20 + 16) / 8)  # the next trial pays what trials paid
+    assert budget.final_seconds() == pytest.approx(2.0 + 10 * 2.0 + FINISH_RESERVE_S)  # the mean fit rate: 2.0
+    budget.record("2", 4, score=0.95, seconds=30, fit_per_epoch=3.0)  # a slower best configuration
+    assert budget.final_seconds() == pytest.approx(2.0 + 10 * 3.0 + FINISH_RESERVE_S)
+
+
 def test_too_small_a_budget_is_refused_in_one_line_before_any_trial():
     clock = FakeClock(100.0)
     budget = TimeBudget(60, 15, clock=clock, where="lenet.yaml: study.time_budget")
@@ -191,6 +205,7 @@ def fake_fits(monkeypatch):
     def timed(*args, **kwargs):
         history = fit_model(*args, **kwargs)
         clock.now += SECONDS_PER_EPOCH * len(history.epoch)
+        history.fit_seconds = SECONDS_PER_EPOCH * len(history.epoch)  # what the trial records as its fit's time
         return history
 
     monkeypatch.setattr(tuner, "fit_model", timed)

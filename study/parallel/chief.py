@@ -188,7 +188,7 @@ class ProgressView:
         if trial.status == kt_compat.TrialStatus.FAILED:
             note = note or tags.get(schema.FAILURE_REASON, "") or (trial.message or "").strip()[-80:]
         self.progress.trial_done(trial_id, label, trial.status, float(val_acc), int(metrics.get("epochs_run", 0)),
-                                 float(metrics.get("wall_time_s", 0.0)), note[:80])
+                                 float(metrics.get("wall_time_s", 0.0)), note[:80], metrics.get(schema.EPOCH_SECONDS))
 
     def drain(self, chief: ChiefServer) -> None:
         for trial_id, note in chief.drain():
