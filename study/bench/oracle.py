@@ -17,6 +17,8 @@ Simulated workers request, report and end trials without training, as keras-tune
 trial (CreateTrial, GetTrial, UpdateTrial with the objective, EndTrial; an IDLE answer, Hyperband waiting
 for a round, is asked again 10 ms later). They run as threads of one separate process (so that they do not
 share the chief's interpreter), or as threads of this one (`mode="threads"`, the tests). Two measurements:
+By default the Bayesian oracle is measured at 100 and 300 finished trials (BAYESIAN_SIZES): one proposal at
+1,000 took minutes here; `--sizes 100,1000` measures it there too.
 - latency: one worker, requests one after another: the median milliseconds of each request (no queueing);
 - throughput: WORKERS workers at once: finished trials per second from the first request to the last end;
   the chief serves one request at a time, so this is its capacity, and 30 s x that is the largest number of
@@ -52,11 +54,14 @@ tuner_module = lazy("study.tuner")
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 SIZES = (100, 1000)
+# The Bayesian oracle's proposal at 1,000 finished trials took 100-210 s here (2 cores, loaded): by default it is
+# measured at 100 and 300; `--sizes` sets the sizes of every oracle, the Bayesian one's included.
+BAYESIAN_SIZES = (100, 300)
 REPLAYED = ("bayesian",)  # brought to size by replaying pre-made finished trials, not by proposals
 WORKERS = 8  # simulated workers for the throughput
 TRIAL_SECONDS = 30.0  # the trial length the "workers kept busy" column assumes
 # Trials per measurement: (latency with one worker, throughput with WORKERS), per tuner.
-WINDOWS = {"bayesian": (3, 8)}
+WINDOWS = {"bayesian": (1, 3)}
 DEFAULT_WINDOW = (20, 100)
 IDLE_WAIT_S = 0.01
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "lenet.yaml"
@@ -308,18 +313,20 @@ def table(rows: list[OracleRow]) -> list[str]:
 def bench_oracle(args, echo=print, *, tuners=TUNERS, windows: dict | None = None, workers: int = WORKERS,
                  mode: str = "process") -> dict:
     """Every oracle at every size: the table printed, and {tuner: {size: OracleRow as a dict}} returned."""
-    sizes = tuple(args.sizes) if getattr(args, "sizes", None) else SIZES
+    given = tuple(args.sizes) if getattr(args, "sizes", None) else None
     space_path = args.space or str(DEFAULT_SPACE)
     windows = {**{t: WINDOWS.get(t, DEFAULT_WINDOW) for t in tuners}, **(windows or {})}
     echo(f"oracles served by the chief (gRPC, loopback) to simulated workers, on {cpu_model()}; space "
          f"{Path(space_path).name}; latency: 1 worker, throughput: {workers} workers; the Bayesian oracle brought "
-         f"to size by replaying pre-made finished trials, the others by their own proposals")
+         f"to size by replaying pre-made finished trials, the others by their own proposals"
+         + ("" if given else f"; the Bayesian one at {' and '.join(f'{n:,}' for n in BAYESIAN_SIZES)} finished "
+                             "trials (its proposals take minutes at 1,000; --sizes 100,1000 measures it there)"))
     rows: list[OracleRow] = []
     load = LoadGenerator(mode)
     try:
         with tempfile.TemporaryDirectory(prefix="lenet-bench-oracle-") as tmp:
             for tuner in tuners:
-                for size in sizes:
+                for size in given or (BAYESIAN_SIZES if tuner == "bayesian" else SIZES):
                     row = measure_oracle(tuner, size, load, space_path=space_path, windows=windows[tuner],
                                          workers=workers, folder=Path(tmp))
                     rows.append(row)
