@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import tracking
@@ -22,6 +23,7 @@ from .report import (ReportError, findings_markers, include_findings, list_studi
                      write_report)
 from .search import StudyRequest, load_space_with_overrides, run_search
 from .space import load_space
+from .spacefile import time_budget_seconds
 from .train import train_one
 from .variants import VARIANTS, get_variant
 
@@ -78,13 +80,16 @@ def cmd_space(args) -> int:
 
 def study_request(args):
     """The one request object for `search`, from its flags."""
+    started = time.monotonic()  # a time budget counts from here
+    budget = None if args.time_budget is None else time_budget_seconds(args.time_budget, "--time-budget")
     space, settings = load_space_with_overrides(
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
-        executions_per_trial=args.executions_per_trial, seed=args.seed,
+        executions_per_trial=args.executions_per_trial, seed=args.seed, time_budget=budget,
     )
     check_folder("--log-dir", args.log_dir)
     return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
-                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind, ray=args.ray)
+                        log_dir=args.log_dir, workers=args.workers, oracle_bind=args.oracle_bind, ray=args.ray,
+                        started=started)
 
 
 def cmd_search(args) -> int:
@@ -182,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset")
     s.add_argument("--executions-per-trial", type=int)
     s.add_argument("--seed", type=int)
+    s.add_argument("--time-budget", metavar="DURATION",
+                   help="end the study within this time (45s, 15m, 1h): trials start while one more and the "
+                        "final run still fit (default: the space file's study.time_budget, else none)")
     s.add_argument("--name", help="study name (default: the space file's name)")
     s.add_argument("--fresh", action="store_true", help="start the study over (earlier runs stay in MLflow)")
     s.add_argument("--data-dir", help="folder with mnist.npz / fashion_mnist.npz (default: $LENET_DATA_DIR)")
@@ -246,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the link and the mlflow command, start nothing")
     s.set_defaults(func=cmd_ui)
 
-    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of six")
-    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy", "report"],
-                   help="run one benchmark (default: tracking and workers; the other four take long)")
+    s = sub.add_parser("bench", help="benchmarks: tracking overhead and worker scaling; --only one of seven")
+    s.add_argument("--only", choices=["tracking", "workers", "throughput", "search", "time-to-accuracy", "report",
+                                      "oracle"],
+                   help="run one benchmark (default: tracking and workers; the other five take long)")
     s.add_argument("--data-dir")
     s.add_argument("--dataset", help="default: mnist for tracking, workers and throughput; the space's or "
                                      "study's for search and time-to-accuracy")
@@ -259,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=3,
                    help="tracking and throughput: rounds of the sides, their order alternating; report: runs of "
                         "each report (default: 3)")
-    s.add_argument("--space", help="search and report: the space file (default: search_spaces/lenet.yaml)")
+    s.add_argument("--space", help="search, report and oracle: the space file (default: search_spaces/lenet.yaml)")
     s.add_argument("--max-trials", type=int, help="search: override the space's max_trials; report: the trials of "
                                                   "the study it runs (default: 6)")
     s.add_argument("--budget", type=float, metavar="SECONDS",
@@ -271,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-epochs", type=int, help="time-to-accuracy: cap both sides' epochs (default: the "
                                                   "configuration's; 20 for the recipe)")
     s.add_argument("--sizes", metavar="N,N,...", help="report: the study sizes to time, the first the baseline "
-                                                      "(default: 23,1000,10000)")
+                                                      "(default: 23,1000,10000); oracle: the finished trials to "
+                                                      "measure at (default: 100,1000)")
     s.set_defaults(func=cmd_bench)
     one_line_errors(s)
     return p

@@ -411,3 +411,35 @@ def reclaim_lapsed(oracle, leases: Leases) -> list[Trial]:
         return out
 
     return synchronized(lambda _oracle: lapse())(oracle)
+
+
+# --------------------------------------------------------------------------- a client of the chief, without a tuner
+
+
+@contextlib.contextmanager
+def oracle_stub(address: str):
+    """A gRPC stub of the chief's oracle at HOST:PORT, as keras-tuner's OracleClient holds one (for simulated
+    workers: keras-tuner's own client reads its address from the environment and needs a tuner)."""
+    with grpc.insecure_channel(address) as channel:
+        yield kt_protos.get_service_grpc().OracleStub(channel)
+
+
+def remote_create_trial(stub, tuner_id: str, timeout: float = 600.0) -> Trial:
+    request = kt_protos.get_service().CreateTrialRequest(tuner_id=tuner_id)
+    return Trial.from_proto(stub.CreateTrial(request, wait_for_ready=True, timeout=timeout).trial)
+
+
+def remote_get_trial(stub, trial_id: str, timeout: float = 600.0) -> Trial:
+    request = kt_protos.get_service().GetTrialRequest(trial_id=trial_id)
+    return Trial.from_proto(stub.GetTrial(request, wait_for_ready=True, timeout=timeout).trial)
+
+
+def remote_update_trial(stub, trial_id: str, metrics: dict[str, float], step: int = 0, timeout: float = 600.0):
+    request = kt_protos.get_service().UpdateTrialRequest(trial_id=trial_id, metrics=metrics, step=step)
+    return stub.UpdateTrial(request, wait_for_ready=True, timeout=timeout)
+
+
+def remote_end_trial(stub, trial, timeout: float = 600.0) -> None:
+    request = kt_protos.get_service().EndTrialRequest(trial=trial.to_proto())
+    stub.EndTrial(request, wait_for_ready=True, timeout=timeout)
+

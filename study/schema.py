@@ -9,11 +9,13 @@ Parent run (tag ROLE = ROLE_STUDY):
           patience, executions_per_trial, seed, val_fraction, hyperband_factor, train_samples,
           test_eval, stop_at_chance, final_epochs, kind ("search", "ablation" or "isolation"), seeds,
           trials_per_value (an isolation's nuisance points per value; 0 for other kinds),
-          equivalence_margin (percentage points, "None" when not declared)), plus OBJECTIVE_PARAM,
+          equivalence_margin (percentage points, "None" when not declared), time_budget (seconds,
+          "None" without one)), plus OBJECTIVE_PARAM,
           SPACE_FILE_PARAM, DATA_RESOLVED_PARAM, and with workers WORKERS_PARAM, THREADS_PARAM
   tags    STUDY, SEARCH_ID, SPACE_FILE, SPACE_DIGEST, GIT_COMMIT, COMMAND, NOTE, DEVICES,
           DATA_PREFIX + <name|resolved|source|n_train|n_test|digest|note>,
-          after the search BEST_TRIAL_ID, BEST_TRIAL_RUN_ID; with workers LAUNCH_ID, ORACLE
+          after the search BEST_TRIAL_ID, BEST_TRIAL_RUN_ID, with a time budget SEARCH_STOP (and
+          SEARCH_STOP_NOTE); with workers LAUNCH_ID, ORACLE
   input   the training data via mlflow.log_input (name, source, digest, counts)
   metrics BEST_VAL_ACCURACY, TEST_ACCURACY, TEST_LOSS (of the best trial),
           N_TRIALS_COMPLETED, N_TRIALS_FAILED
@@ -94,6 +96,12 @@ BEST_TRIAL_RUN_ID = "lenet.best_trial_run_id"
 LAUNCH_ID = "lenet.launch_id"
 # Set on the parent run once the study is fully open and the oracle listens: remote workers wait for it.
 ORACLE = "lenet.oracle"
+# With a time budget (study.time_budget), on the parent run after the search: why it stopped starting trials,
+# STOP_TIME_BUDGET (the next trial and the final run would not have fitted; SEARCH_STOP_NOTE says so in a line)
+# or STOP_PLAN (its trials ran out first: max_trials, the grid or Hyperband's schedule).
+SEARCH_STOP = "lenet.search_stop"
+SEARCH_STOP_NOTE = "lenet.search_stop_note"
+STOP_TIME_BUDGET, STOP_PLAN = "time_budget", "plan"
 # MLflow's own tags that the study sets.
 PARENT_RUN_ID = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"

@@ -24,19 +24,21 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import retrain, schema, tracking
+from .budget import TimeBudget, format_duration
 from .data import prepare_data
 from .devices import describe_devices
 from .errors import SearchError
 from .files import full_path, is_disk_full, name_problem, write_atomic
 from .lazy import lazy
 from .lock import StudyLock
-from .model import LeNetConfig
+from .model import ConfigError, LeNetConfig
 from .paths import study_folder, tuner_root
-from .space import Space, StudySettings, check_space_for_dataset, load_space
+from .space import Space, StudySettings, check_space_for_dataset, load_space, resolve_config
 from .state import repair_tuner_state, replay_trials
 
 # The keras-tuner side (study/tuner.py subclasses keras-tuner's classes as it is imported): loaded when a
@@ -68,6 +70,9 @@ class StudyRequest:
     threads: int | None = None  # TensorFlow threads per worker (default: cores / workers)
     oracle_bind: str | None = None  # HOST[:PORT] to serve the oracle to remote workers
     ray: str | None = None  # a Ray cluster's address (local, auto, ray://HOST:PORT, HOST:PORT): chief and workers as actors
+    # The clock a time budget is kept on, and its reading when the user asked (default: when the study starts).
+    clock: Callable[[], float] = time.monotonic
+    started: float | None = None
 
     @property
     def name(self) -> str:
@@ -276,24 +281,28 @@ class OpenedStudy:
     tracker: object  # tracking.StudyTracker, its parent run started
 
 
-def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None = None) -> OpenedStudy:
+def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None = None,
+               budget: TimeBudget | None = None) -> OpenedStudy:
     """Everything before the first trial: folders, search id, data, and the parent run with data and space.
 
     Shared by the single-process search and the parallel launcher, which hold the study's lock
     (claim_study). On --fresh the tuner folder is cleared here, before the new search id is written
-    into it, so build the tuner with overwrite=False. A resume on other data is refused before the
-    parent run starts.
+    into it, so build the tuner with overwrite=False. A resume on other data, and a time budget too
+    small for one trial and the final run (`calibrate_budget`), are refused before anything is
+    changed or the parent run starts.
     """
     space, settings, study = request.space, request.settings, request.name
     log_dir = Path(request.log_dir)
     project_dir = study_folder(log_dir, study)
     resumed = (project_dir / "oracle.json").exists() and not request.fresh
-    if request.fresh:
-        remove_study_folder(log_dir, study)
 
     ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, request.data_dir)
     prov = ds.provenance
     check_resume(request, data_digest=prov.digest)
+    if budget is not None:
+        calibrate_budget(budget, request, ds.input_shape, (x_tr, y_tr), (x_val, y_val), echo)
+    if request.fresh:
+        remove_study_folder(log_dir, study)
     search_id = _search_id(project_dir, request.fresh)
     devices = describe_devices()
     method = settings.tuner if settings.kind == "search" else settings.kind  # a grid of arms x seeds, values x points
@@ -335,9 +344,10 @@ def open_study(request: StudyRequest, *, echo=print, extra_params: dict | None =
     return OpenedStudy(study, log_dir, project_dir, search_id, resumed, ds, (x_tr, y_tr), (x_val, y_val), tracker)
 
 
-def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, echo=print):
+def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, echo=print,
+                     budget: TimeBudget | None = None):
     """The study's tracked tuner over its tuner folder (never overwritten: open_study cleared it on --fresh),
-    its trials guarded (guard_trials)."""
+    its trials guarded (guard_trials), and with a time budget only started while they fit in it."""
     settings = request.settings
     hypermodel = tuner_module.LeNetHyperModel(settings, opened.ds.input_shape, len(opened.train[1]))
     tuner = tuner_module.make_tuner(
@@ -348,7 +358,63 @@ def make_study_tuner(request: StudyRequest, opened: OpenedStudy, progress=None, 
     )
     replay_trials(tuner, opened.project_dir)  # an oracle.json that open_study found damaged: from the trial files
     guard_trials(tuner, opened.tracker, opened.log_dir, echo)
+    if budget is not None:
+        settings = request.settings
+        planned = tuner_module.planned_trial_epochs(
+            tuner, settings, tuner_module.expected_trials(tuner, settings, request.space.size()))
+        tuner_module.keep_to_budget(tuner, budget, lambda n: planned[n] if n < len(planned) else settings.epochs)
     return tuner
+
+
+def planned_final_epochs(request: StudyRequest) -> int:
+    """The epochs trained after the search: the final run's, or an isolation study's retrains."""
+    isolation = request.space.isolation
+    if isolation is not None:  # phase 2's retrains, after the grid
+        return len(isolation.values) * len(isolation.retrain_seeds) * request.settings.epochs
+    return request.settings.final_epochs
+
+
+def study_budget(request: StudyRequest) -> TimeBudget | None:
+    """The request's time budget, its clock started when the user asked (request.started), or None."""
+    seconds = request.settings.time_budget
+    if seconds is None:
+        return None
+    where = ("--time-budget" if seconds != request.space.settings.time_budget
+             else f"{request.space.path}: study.time_budget")
+    return TimeBudget(seconds, planned_final_epochs(request), clock=request.clock, started=request.started,
+                      where=where)
+
+
+def calibrate_budget(budget: TimeBudget, request: StudyRequest, input_shape, train, val, echo=print) -> None:
+    """Before the first trial: the probe (tuner.probe_trial_cost) of the study's first configuration, then
+    a budget that cannot hold one trial and the final run refused in one line (BudgetError)."""
+    settings = request.settings
+    try:
+        config = resolve_config(dict((request.space.start_values() or [{}])[0]), settings)
+    except ConfigError:
+        config = resolve_config({}, settings)
+    setup, per_epoch = tuner_module.probe_trial_cost(config, train, val, input_shape, clock=budget.clock)
+    budget.calibrate(setup, per_epoch)
+    first = 1 if settings.tuner == "hyperband" else settings.epochs  # Hyperband's first rounds can be 1 epoch
+    budget.check_first(first)
+    echo(f"time budget {format_duration(budget.seconds)}: ~{per_epoch:.1f} s per epoch and {setup:.1f} s of set-up "
+         f"per trial measured here; room for about {budget.estimate_trials(settings.epochs)} trial(s) of "
+         f"{settings.epochs} epochs before the final run ({budget.final_epochs} epochs)")
+
+
+def record_search_stop(budget: TimeBudget | None, tracker, echo=print) -> None:
+    """After the search: why it stopped, when a time budget stopped it (a line, and tags on the parent run).
+    A store that fails here loses no trial: they are logged already."""
+    if budget is None:
+        return
+    tags = {schema.SEARCH_STOP: schema.STOP_TIME_BUDGET if budget.stopped else schema.STOP_PLAN}
+    if budget.stopped:
+        echo(budget.stopped)
+        tags[schema.SEARCH_STOP_NOTE] = budget.stopped
+    try:
+        tracker.set_parent_tags(tags)
+    except Exception as exc:  # noqa: BLE001 - the tag is a note; the study goes on to its final run
+        echo(f"why the search stopped was not recorded on the parent run ({type(exc).__name__})")
 
 
 def search_callbacks(log_dir: str | Path, study: str) -> list:
@@ -364,10 +430,7 @@ def announce_resume(tuner, progress, request: StudyRequest, echo) -> None:
     done_before = tuner_module.trial_counts(tuner.oracle).finished
     progress.total = tuner_module.expected_trials(tuner, request.settings, request.space.size())
     progress.trial_epochs = tuner_module.planned_trial_epochs(tuner, request.settings, progress.total)
-    progress.final_epochs = request.settings.final_epochs
-    isolation = request.space.isolation
-    if isolation is not None:  # phase 2's retrains, after the grid
-        progress.final_epochs = len(isolation.values) * len(isolation.retrain_seeds) * request.settings.epochs
+    progress.final_epochs = planned_final_epochs(request)
     progress.done = done_before
     if done_before:
         echo(f"resuming: {done_before} trial(s) already finished are kept, not re-run")
@@ -379,17 +442,22 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
         finished = finished_result(request)
         if finished is not None:
             return finished
-        opened = open_study(request, echo=echo)
+        budget = study_budget(request)
+        opened = open_study(request, echo=echo, budget=budget)
         (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
         with opened.tracker.parent_status(), interrupt_note(echo):
-            progress = tuner_module.Progress(None, echo=echo)
-            tuner = make_study_tuner(request, opened, progress, echo)
+            progress = tuner_module.Progress(None, echo=echo, budget=budget)
+            tuner = make_study_tuner(request, opened, progress, echo, budget=budget)
             announce_resume(tuner, progress, request, echo)
             # keras-tuner's two collections per model build then skip the libraries and the data
             with tuner_module.gc_frozen():
                 tuner.search(x_tr, y_tr, validation_data=(x_val, y_val),
                              callbacks=search_callbacks(opened.log_dir, opened.study), verbose=0)
-                return finish_study(tuner, opened, request.settings, echo)
+                record_search_stop(budget, opened.tracker, echo)
+                result = finish_study(tuner, opened, request.settings, echo)
+        if budget is not None:
+            echo(budget.end_line())
+        return result
 
 
 @contextlib.contextmanager

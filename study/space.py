@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ablation, factorial, isolation
+from .budget import format_duration
 from .knobs import FLIP_AUGMENTS, FLIP_DATASETS, KNOB_REQUIRES
 from .lazy import lazy
 from .model import LeNetConfig
@@ -130,6 +131,7 @@ class Space:
             + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
             + (f" final_epochs={s.final_epochs}" if s.final_epochs else "")
             + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else "")
+            + (f" time_budget={format_duration(s.time_budget)}" if s.time_budget else "")
         )
         for i, entry in enumerate(self.start_with):
             lines.append(f"  start_with[{i}]: " + " ".join(f"{k}={_hp_value_text(v)}" for k, v in entry.items()))

@@ -12,6 +12,7 @@ line naming the file and key.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from . import schema
+from .budget import DURATION_EXAMPLES, parse_duration
 from .data import DATASETS
 from .errors import StudyError
 from .knobs import (ACTIVATIONS, AUGMENTS, AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, C5_KINDS, INPUT_SCALINGS, KERNEL_SIZES,
@@ -178,6 +180,9 @@ class StudySettings:
     # Differences in accuracy within ± this many percentage points count as equivalent (0.2: ±0.2 pp), tested
     # by the reports (two one-sided tests) on every paired effect; declared before the study. None: no margin.
     equivalence_margin: float | None = None
+    # Seconds one invocation of the study may take, start to end (the file writes "15m", "45s", "1h"): trials
+    # start only while the time left holds one more and the final run (study/budget.py). None: no budget.
+    time_budget: float | None = None
     description: str = ""
 
     def override(self, **changes: Any) -> "StudySettings":
@@ -271,10 +276,23 @@ def check_settings(s: StudySettings, where: str) -> None:
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= epochs.high:
             bad(key, f"need an integer, 0 (off) to {epochs.high}")
+    budget = s.time_budget
+    if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool)
+                               or not 0 < budget < math.inf):
+        bad("time_budget", f"give a duration {DURATION_EXAMPLES}, or leave it out")
     margin = s.equivalence_margin
     if margin is not None and (not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 < margin < 100):
         bad("equivalence_margin", "need a number of percentage points of accuracy above 0 and below 100 "
             "(0.2 means differences within ±0.2 pp are equivalent), or leave it out")
+
+
+def time_budget_seconds(value: Any, where: str) -> float:
+    """A time budget as written ("15m", "45s", "1h", a number of seconds) in seconds; SpaceError naming `where`
+    (the file and key, or the flag) and what is allowed otherwise."""
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise SpaceError(f"{where}: {value!r} is not allowed; give a duration {DURATION_EXAMPLES}") from None
 
 
 def study_settings(path: Path, doc: dict, **compiled: Any) -> StudySettings:
@@ -286,6 +304,8 @@ def study_settings(path: Path, doc: dict, **compiled: Any) -> StudySettings:
     for key in study:
         if key not in allowed_settings:
             raise SpaceError(f"{path}: study.{key}: unknown setting; allowed: {', '.join(allowed_settings)}")
+    if study.get("time_budget") is not None:
+        study = {**study, "time_budget": time_budget_seconds(study["time_budget"], f"{path}: study.time_budget")}
     settings = StudySettings(**{**study, **compiled})
     check_settings(settings, str(path))
     return settings

@@ -21,6 +21,7 @@ import keras
 import keras_tuner as kt
 
 from . import kt_compat, schema
+from .budget import TimeBudget, format_duration
 from .cost import timed_fit, trained_cost
 from .errors import StudyError
 from .factorial import run_label as factorial_run_label
@@ -227,12 +228,15 @@ class Progress:
 
     The time left is counted in epochs: the epochs the plan still holds (`trial_epochs`, one entry per
     trial in the order the tuner runs them, plus `final_epochs`) times the seconds per epoch this
-    process has measured so far, trial set-up included. Trials that stop early make it an upper bound."""
+    process has measured so far, trial set-up included. Trials that stop early make it an upper bound.
+    With a time budget (study/budget.py) the time left is at most the budget's: the study ends by then."""
 
-    def __init__(self, total: int | None, done_before: int = 0, echo=print):
+    def __init__(self, total: int | None, done_before: int = 0, echo=print, budget: TimeBudget | None = None):
         self.total = total
+        self.budget = budget  # with a time budget: fed each trial's duration, and it bounds the time left
+        self.clock = budget.clock if budget is not None else time.monotonic
         self.done = done_before
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.finished_here = 0
         self.epochs_here = 0
         self.trial_epochs: list[int] = []
@@ -244,20 +248,27 @@ class Progress:
         return sum(self.trial_epochs[self.done:self.total]) + self.final_epochs
 
     def trial_done(self, trial_id: str, label: str, status: str, val_acc: float, epochs: int,
-                   seconds: float, note: str = "") -> None:
+                   seconds: float, note: str = "", fit_per_epoch: float | None = None) -> None:
         self.done += 1
         self.finished_here += 1
         if status == schema.COMPLETED and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
             self.best = (val_acc, trial_id)
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         n_of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
         result = f"val_acc {val_acc:.4f}" if status == schema.COMPLETED else f"FAILED ({note})"
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
         self.epochs_here += max(0, epochs)
+        if self.budget is not None:
+            self.budget.record(trial_id, max(0, epochs), val_acc if status == schema.COMPLETED else None, seconds,
+                               fit_per_epoch)
         remaining = ""
         left = self.epochs_left()
-        if left and self.epochs_here:
-            remaining = f", ~{_clock(elapsed / self.epochs_here * left)} left ({left} epochs)"
+        estimate = elapsed / self.epochs_here * left if left and self.epochs_here else None
+        if estimate is not None:
+            remaining = f", ~{_clock(estimate)} left ({left} epochs)"
+        if self.budget is not None and (estimate is None or self.budget.left() < estimate):
+            # The budget ends the study first: trials stop starting in time for the final run to end by then.
+            remaining = f", ~{_clock(self.budget.left())} left (time budget {format_duration(self.budget.seconds)})"
         self.echo(
             f"[{n_of}] trial {trial_id} {label} | {result} | {epochs} ep | {seconds:.1f} s | "
             f"{best} | elapsed {_clock(elapsed)}{remaining}"
@@ -359,6 +370,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         # Cost beside accuracy, measured here after the fit (outside wall_time_s): a failed measurement
         # leaves its metrics out and logs one line, the trial is kept.
         extra.update(trained_cost(histories, f"trial {trial.trial_id}"))
+        self._last["fit_per_epoch"] = extra.get(schema.EPOCH_SECONDS)
         self.tracker.finish_trial(run_id, summary, extra)
         return histories
 
@@ -368,7 +380,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             status = schema.COMPLETED if trial.status == TrialStatus.COMPLETED else schema.FAILED
             self.progress.trial_done(
                 trial.trial_id, self._last["label"], status, self._last["val_acc"], self._last["epochs"],
-                time.monotonic() - self._last["t0"], self._last["note"],
+                time.monotonic() - self._last["t0"], self._last["note"], self._last.get("fit_per_epoch"),
             )
         self._last = {}
 
@@ -479,6 +491,56 @@ def start_with(tuner, values: list[dict[str, Any]], settings: StudySettings | No
 
     oracle.populate_space = populate_space
     return tuner
+
+
+def keep_to_budget(tuner, budget: TimeBudget | None, next_epochs):
+    """Make the tuner's oracle start a trial only while `budget` holds it and the final run after it;
+    `next_epochs(n)`: the epochs of the study's n-th trial (from 0). Otherwise the oracle answers STOPPED,
+    which ends keras-tuner's search here and, served to workers, tells each to stop. A trial waiting
+    for a retry (keras-tuner hands those out first) is not asked about."""
+    oracle = tuner.oracle
+    if budget is None or not hasattr(oracle, "populate_space"):  # no budget, or a worker's client
+        return tuner
+    own = oracle.populate_space
+
+    def populate_space(trial_id):
+        # Asked before the oracle proposes anything: a proposal withdrawn would still be in Hyperband's brackets.
+        if not budget.can_start(next_epochs(len(oracle.trials))):
+            return {"status": TrialStatus.STOPPED, "values": None}
+        budget.begin(trial_id)
+        return own(trial_id)
+
+    oracle.populate_space = populate_space
+    return tuner
+
+
+PROBE_BATCHES = 48  # batches of the timed probe fit (3 calls into TensorFlow of STEPS_PER_EXECUTION each)
+
+
+def probe_trial_cost(config: LeNetConfig, train: tuple, val: tuple, input_shape=None, clock=time.monotonic
+                     ) -> tuple[float, float]:
+    """(set-up seconds, seconds per epoch) of a trial of `config` on this machine, before any trial ran.
+
+    The same slice of the training data (PROBE_BATCHES batches at most) and the same share of the validation
+    set, fitted twice for one epoch as a trial fits: the first fit builds and traces the model, the second
+    reuses it. The second, scaled to the whole split, is the seconds per epoch; what the first took beyond
+    it is the set-up each trial pays again (a few seconds on a 2-core CPU for the whole probe)."""
+    (x, y), (xv, yv) = train, val
+    share = min(1.0, PROBE_BATCHES * config.batch_size / len(y))
+    n, nv = max(1, round(share * len(y))), max(1, round(share * len(yv)))
+    config = config.replace(epochs=1, patience=0)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    started = clock()
+    model = build_trial_model(config, input_shape, len(y))
+    data = dict(validation_data=(xv[:nv], yv[:nv]))
+    fit_model(model, config, x[:n], y[:n], **data)
+    first = clock() - started
+    started = clock()
+    fit_model(model, config, x[:n], y[:n], **data)
+    second = clock() - started
+    keras.backend.clear_session()
+    return max(0.0, first - second), second / share
 
 
 def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.HyperParameters,

@@ -228,3 +228,56 @@ def test_bench_refuses_bad_flags_in_one_line(argv, message, tmp_path, monkeypatc
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("lenet-study: error: bench: ") and message in err
+
+
+# --------------------------------------------------------------------------- the oracle's cost
+
+
+def test_oracle_benchmark_serves_every_oracle_through_the_chief_and_tabulates_sane_rows(monkeypatch):
+    from study.bench import oracle as bench
+
+    study_oracle = bench.study_oracle
+
+    def in_its_random_phase(tuner, *args):  # the machinery is tested here, not the Gaussian process's cost
+        oracle = study_oracle(tuner, *args)
+        if tuner == "bayesian":
+            oracle.num_initial_points = 100
+        return oracle
+
+    monkeypatch.setattr(bench, "study_oracle", in_its_random_phase)
+    lines: list[str] = []
+    windows = {name: (2, 4) for name in bench.TUNERS}
+    figures = bench.bench_oracle(_args(only="oracle", sizes=(5,)), echo=lines.append, windows=windows, workers=2,
+                                 mode="threads")
+    assert set(figures) == {"random", "bayesian", "hyperband", "grid"}
+    for tuner, by_size in figures.items():
+        row = by_size[5]
+        assert row["finished"] == 5 and row["filled"] == ("replayed" if tuner == "bayesian" else "proposals")
+        assert row["trials"] == 4  # every simulated trial was created, reported and ended through the chief
+        assert row["seconds"] > 0 and row["trials_per_s"] == pytest.approx(4 / row["seconds"])
+        assert all(value > 0 for value in row["latency_ms"].values()) and row["create_p95_ms"] > 0
+        assert row["workers_busy"] == pytest.approx(row["trials_per_s"] * bench.TRIAL_SECONDS)
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| oracle | finished | brought there by | trials/s |") and len(table) == 2 + 4
+    assert lines[0].startswith("oracles served by the chief (gRPC, loopback) to simulated workers, on ")
+    assert lines[-1].startswith("oracle cost: the slowest, ") and "sgd" not in lines  # keras-tuner's stray print
+
+
+def test_the_oracle_reaches_its_size_by_proposals_or_by_replay(tmp_path):
+    import random
+
+    from study import kt_compat
+    from study.bench import oracle as bench
+
+    for tuner in ("random", "bayesian"):
+        oracle = bench.study_oracle(tuner, str(bench.DEFAULT_SPACE), 7, 3, tmp_path / tuner)
+        fill = bench.fill_by_replay if tuner == "bayesian" else bench.fill_by_proposals
+        with bench.quiet_keras_tuner():
+            fill(oracle, 7, random.Random(0))
+        finished = [t for t in oracle.trials.values() if t.status == kt_compat.TrialStatus.COMPLETED]
+        assert len(finished) == 7 and not oracle.ongoing_trials
+        assert all(0.88 < t.score < 1.0 for t in finished)
+        # The study's own start_with configurations come first when the oracle proposes.
+        if tuner == "random":
+            first = oracle.trials[min(oracle.trials)].hyperparameters.values
+            assert first["batch_norm"] in (1, True) and first["lr_schedule"] == "cosine"

@@ -7,9 +7,11 @@ One module per benchmark, each with its target in its docstring:
 - `peer`: the study's search against Optuna on the same space and budget (target: at least Optuna on test);
 - `time_to_accuracy`: seconds to 0.9876 test accuracy, the study's best against subclass-relu (target: 0.20x);
 - `report`: the report of a study grown to 1,000 and 10,000 trials by copying real runs (targets: 1,000 at
-  most 1.3x the 23-trial report, 10,000 at most 10 s).
+  most 1.3x the 23-trial report, 10,000 at most 10 s);
+- `oracle`: each keras-tuner oracle served by the chief to simulated workers at 100 and 1,000 finished
+  trials: trials/s, latency per request, workers it keeps busy (no target: where it becomes the bottleneck).
 
-`lenet-study bench` runs tracking and workers (minutes); `--only NAME` runs one, the last four only so.
+`lenet-study bench` runs tracking and workers (minutes); `--only NAME` runs one, the last five only so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from argparse import Namespace
 
 from .common import BenchError
+from .oracle import bench_oracle
 from .peer import bench_search
 from .report import bench_report, parse_sizes
 from .throughput import bench_throughput
@@ -24,7 +27,7 @@ from .time_to_accuracy import bench_time_to_accuracy
 from .tracking import bench_tracking
 from .workers import bench_workers
 
-__all__ = ["BenchError", "bench_report", "bench_search", "bench_throughput", "bench_time_to_accuracy", "bench_tracking",
+__all__ = ["BenchError", "bench_oracle", "bench_report", "bench_search", "bench_throughput", "bench_time_to_accuracy", "bench_tracking",
            "bench_workers", "run_bench"]
 
 # name -> (its header line, the benchmark, whether it runs without --only, defaults for the flags it reads)
@@ -43,6 +46,8 @@ BENCHMARKS = {
                          bench_time_to_accuracy, False, {}),
     "report": ("report speed: a study grown to 1,000 and 10,000 trials by copying its real runs, against ~23 trials",
                bench_report, False, {}),
+    "oracle": ("oracle cost: each keras-tuner oracle served by the chief over gRPC to simulated workers, at 100 and "
+               "1,000 finished trials", bench_oracle, False, {}),
 }
 # Every flag of `lenet-study bench`, for callers that build the arguments themselves (tests, scripts).
 DEFAULTS = dict(only=None, data_dir=None, dataset=None, trials=3, epochs=None, train_samples=None, rounds=3,

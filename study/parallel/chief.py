@@ -35,7 +35,8 @@ from ..errors import SearchError
 from ..lazy import lazy, load
 from ..paths import study_folder
 from ..search import (StudyRequest, announce_resume, claim_study, finish_study, finished_result, interrupt_note,
-                      make_study_tuner, no_space_as_error, open_study, remove_study_folder)
+                      make_study_tuner, no_space_as_error, open_study, record_search_stop, remove_study_folder,
+                      study_budget)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers,
@@ -209,7 +210,7 @@ class ProgressView:
         if trial.status == kt_compat.TrialStatus.FAILED:
             note = note or tags.get(schema.FAILURE_REASON, "") or (trial.message or "").strip()[-80:]
         self.progress.trial_done(trial_id, label, trial.status, float(val_acc), int(metrics.get("epochs_run", 0)),
-                                 float(metrics.get("wall_time_s", 0.0)), note[:80])
+                                 float(metrics.get("wall_time_s", 0.0)), note[:80], metrics.get(schema.EPOCH_SECONDS))
 
     def drain(self, chief: ChiefServer) -> None:
         for trial_id, note in chief.drain():
@@ -321,14 +322,15 @@ def _start(request: StudyRequest, *, study: str, n: int, threads: int, bind: tup
 
 def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int, bind: tuple[str, int],
                remote_ok: bool, user_uri: str, launch_id: str, echo, server: LocalTrackingServer | None = None):
-    opened = open_study(request, echo=echo,
+    budget = study_budget(request)  # None without a time budget
+    opened = open_study(request, echo=echo, budget=budget,
                         extra_params={schema.WORKERS_PARAM: n, schema.THREADS_PARAM: threads})
     tracker = opened.tracker
     chief = None
     with tracker.parent_status(), interrupt_note(echo):
         try:
-            progress = tuner_module.Progress(None, echo=echo)
-            tuner = make_study_tuner(request, opened)  # progress comes from the view below, not the tuner
+            progress = tuner_module.Progress(None, echo=echo, budget=budget)
+            tuner = make_study_tuner(request, opened, budget=budget)  # progress: from the view below, not the tuner
             oracle = tuner.oracle
             oracle.verbose = 0  # the progress view prints instead of keras-tuner's Display
             # A trial whose worker died comes back INVALID: keras-tuner runs it once more, then counts it FAILED.
@@ -354,7 +356,11 @@ def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int,
             oracle.save()
             if outcome != "done":
                 raise SearchError(outcome)
-            return finish_study(tuner, opened, request.settings, echo, ui_uri=user_uri)
+            record_search_stop(budget, tracker, echo)
+            result = finish_study(tuner, opened, request.settings, echo, ui_uri=user_uri)
+            if budget is not None:
+                echo(budget.end_line())
+            return result
         finally:
             pool.terminate()  # SIGTERM: a worker marks its own run KILLED (the oracle still hears a last result)
             if chief is not None:

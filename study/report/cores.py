@@ -19,6 +19,7 @@ and a child that dies (killed, out of memory) raises BrokenProcessPool instead o
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -60,9 +61,17 @@ def fork_map(fn: Callable[[int], Any], n_items: int) -> list[Any]:
     if n_proc == 1:
         return [fn(i) for i in range(n_items)]
     _TASK = fn
+    # A process that trained (a test run, a study that reports) holds TensorFlow objects whose finalisers call
+    # into TensorFlow's runtime, which a forked child must not: a child that collected one of them died of a
+    # segmentation fault. Collected here, then frozen, the parent's objects are never collected in a child.
+    gc.collect()
+    already_frozen = gc.get_freeze_count() > 0
+    gc.freeze()
     try:
         with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("fork"),
                                  initializer=_mark_child) as pool:
             return list(pool.map(_run, range(n_items)))
     finally:
         _TASK = None
+        if not already_frozen:
+            gc.unfreeze()
