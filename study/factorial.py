@@ -42,9 +42,8 @@ import numpy as np
 from . import model as m
 from . import schema
 from .lazy import lazy
-from .spacefile import (BASELINE_KEYS, SpaceError, StudySettings, check_value, hp_value, parse_factorial_run,
-                        resolve_config, study_settings, value_text)
-from .variants import VARIANTS
+from .spacefile import (BASELINE_KEYS, SpaceError, StudySettings, check_value, compiled_study_section, hp_value,
+                        parse_factorial_run, read_baseline, resolve_config, value_text)
 
 pydoe = lazy("pydoe")  # the designs; loaded only for a factorial file
 
@@ -291,38 +290,13 @@ class Factorial:
 
 
 def _study_section(path: Path, doc: dict) -> StudySettings:
-    study = doc.get("study") or {}
-    if not isinstance(study, dict):
-        raise SpaceError(f"{path}: study: expected a mapping of settings")
-    for key, value in COMPILED.items():
-        if key in study and study[key] != value:
-            raise SpaceError(f"{path}: study.{key}: {study[key]!r} is not allowed; a factorial study runs every "
-                             f"run of its design x replicate (tuner grid) and evaluates each on the test set: "
-                             f"leave {key} out")
-    if "max_trials" in study:
-        raise SpaceError(f"{path}: study.max_trials: a factorial study runs its design's runs x seeds; leave it "
-                         "out (--max-trials runs fewer)")
-    if "resolution" not in study:
-        raise SpaceError(f"{path}: study.resolution: missing; a factorial study needs 3, 4 or 5: the design's "
-                         "resolution (5: every two-factor interaction estimated on its own)")
-    if study.get("final_epochs"):
-        raise SpaceError(f"{path}: study.final_epochs: a factorial study measures its runs and trains no final "
-                         "model; leave it out")
-    return study_settings(path, doc, **COMPILED)
-
-
-def _baseline(path: Path, raw: Any) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{path}: baseline: expected variant: <name> ({', '.join(VARIANTS)}) and/or knob values "
-                         f"such as {{c1_padding: same}}; got {raw!r}")
-    for knob, value in raw.items():
-        if knob not in BASELINE_KEYS:
-            raise SpaceError(f"{path}: baseline.{knob}: not a knob a baseline can fix; allowed: "
-                             f"{', '.join(BASELINE_KEYS)}")
-        check_value(f"{path}: baseline.{knob}", knob, value)
-    return dict(raw)
+    return compiled_study_section(
+        path, doc, COMPILED,
+        why="a factorial study runs every run of its design x replicate (tuner grid) and evaluates each on the test set",
+        trials="a factorial study runs its design's runs x seeds",
+        required={"resolution": "a factorial study needs 3, 4 or 5: the design's resolution (5: every two-factor "
+                                "interaction estimated on its own)"},
+        no_final="a factorial study measures its runs and trains no final model")
 
 
 def _not_settable(where: str, knob: Any) -> SpaceError:
@@ -393,7 +367,7 @@ def compile_factorial(path: Path, doc: dict) -> tuple[StudySettings, dict[str, d
         raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; a factorial study's sections: "
                          f"{', '.join(SECTIONS)}")
     settings = _study_section(path, doc)
-    baseline = _baseline(path, doc.get("baseline"))
+    baseline = read_baseline(path, doc.get("baseline"))
     factors = _factors(path, doc.get("factors"), baseline)
     names = tuple(f.name for f in factors)
     try:

@@ -44,9 +44,8 @@ import numpy as np
 from . import model as m
 from . import schema
 from .lazy import lazy
-from .spacefile import (ALLOWED_VALUES, BASELINE_KEYS, KNOB_KINDS, SpaceError, StudySettings, check_value, hp_value,
-                        isolation_name, resolve_config, study_settings, value_text)
-from .variants import VARIANTS
+from .spacefile import (ALLOWED_VALUES, BASELINE_KEYS, KNOB_KINDS, SpaceError, StudySettings, check_value,
+                        compiled_study_section, hp_value, isolation_name, read_baseline, resolve_config, value_text)
 
 qmc = lazy("scipy.stats.qmc")  # the nuisance points; loaded only for an isolation file
 
@@ -166,41 +165,15 @@ def _not_settable(where: str, knob: Any) -> SpaceError:
 
 
 def _study_section(path: Path, doc: dict) -> StudySettings:
-    study = doc.get("study") or {}
-    if not isinstance(study, dict):
-        raise SpaceError(f"{path}: study: expected a mapping of settings")
-    for key, value in COMPILED.items():
-        if key in study and study[key] != value:
-            raise SpaceError(f"{path}: study.{key}: {study[key]!r} is not allowed; an isolation study runs every "
-                             f"value x nuisance point (tuner grid) and only its retrains read the test set: leave "
-                             f"{key} out")
-    if "max_trials" in study:
-        raise SpaceError(f"{path}: study.max_trials: an isolation study runs values x trials_per_value trials; "
-                         "leave it out (--max-trials runs fewer)")
-    for key, why in (("trials_per_value", "an integer of at least 1: the nuisance configurations tried for each "
-                                          "scientific value"),
-                     ("seeds", "an integer of at least 2: each value's best configuration is retrained with each, "
-                               "which pairs the values")):
-        if key not in study:
-            raise SpaceError(f"{path}: study.{key}: missing; an isolation study needs {why}")
-    if study.get("final_epochs"):
-        raise SpaceError(f"{path}: study.final_epochs: an isolation study retrains each value's best with "
-                         "study.seeds instead; leave it out")
-    return study_settings(path, doc, **COMPILED)
-
-
-def _baseline(path: Path, raw: Any) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{path}: baseline: expected variant: <name> ({', '.join(VARIANTS)}) and/or knob values "
-                         f"such as {{activation: relu}}; got {raw!r}")
-    for knob, value in raw.items():
-        if knob not in BASELINE_KEYS:
-            raise SpaceError(f"{path}: baseline.{knob}: not a knob a baseline can fix; allowed: "
-                             f"{', '.join(BASELINE_KEYS)}")
-        check_value(f"{path}: baseline.{knob}", knob, value)
-    return dict(raw)
+    return compiled_study_section(
+        path, doc, COMPILED,
+        why="an isolation study runs every value x nuisance point (tuner grid) and only its retrains read the test set",
+        trials="an isolation study runs values x trials_per_value trials",
+        required={"trials_per_value": "an isolation study needs an integer of at least 1: the nuisance "
+                                      "configurations tried for each scientific value",
+                  "seeds": "an isolation study needs an integer of at least 2: each value's best configuration is "
+                           "retrained with each, which pairs the values"},
+        no_final="an isolation study retrains each value's best with study.seeds instead")
 
 
 def _scientific(path: Path, raw: Any) -> tuple[str, tuple]:
@@ -308,7 +281,7 @@ def compile_isolation(path: Path, doc: dict) -> tuple[StudySettings, dict[str, d
         raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; an isolation study's sections: "
                          f"{', '.join(SECTIONS)}")
     settings = _study_section(path, doc)
-    baseline = _baseline(path, doc.get("baseline"))
+    baseline = read_baseline(path, doc.get("baseline"))
     knob, values = _scientific(path, doc.get("scientific"))
     if knob in baseline:
         raise SpaceError(f"{path}: scientific.{knob}: also fixed under baseline; a knob is either fixed or "

@@ -355,23 +355,18 @@ def parse_space(data: bytes, path: str | Path) -> Space:
     return _space_from(path, data, parse_space_yaml(data, path))
 
 
+# The kinds compiled into a grid by their own module: kind -> its compile function (which returns the settings,
+# the grid's knobs and what the file asked for, kept on the Space under the kind's name).
+COMPILED_KINDS = {"ablation": ablation.compile_ablation, "isolation": isolation.compile_isolation,
+                  "factorial": factorial.compile_factorial}
+
+
 def _space_from(path: Path, data: bytes, doc: dict) -> Space:
-    if study_kind(path, doc) == "ablation":
-        settings, knobs, compiled = ablation.compile_ablation(path, doc)
+    kind = study_kind(path, doc)
+    if kind in COMPILED_KINDS:
+        settings, knobs, compiled = COMPILED_KINDS[kind](path, doc)
         space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
-                      settings=settings, text=data.decode("utf-8", errors="replace"), ablation=compiled)
-        check_space_for_dataset(space, settings)
-        return space
-    if study_kind(path, doc) == "isolation":
-        settings, knobs, compiled = isolation.compile_isolation(path, doc)
-        space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
-                      settings=settings, text=data.decode("utf-8", errors="replace"), isolation=compiled)
-        check_space_for_dataset(space, settings)
-        return space
-    if study_kind(path, doc) == "factorial":
-        settings, knobs, compiled = factorial.compile_factorial(path, doc)
-        space = Space(path=path, name=path.stem, digest=hashlib.sha256(data).hexdigest(), knobs=knobs,
-                      settings=settings, text=data.decode("utf-8", errors="replace"), factorial=compiled)
+                      settings=settings, text=data.decode("utf-8", errors="replace"), **{kind: compiled})
         check_space_for_dataset(space, settings)
         return space
     extra = set(doc) - {"study", "space", "start_with"}

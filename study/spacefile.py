@@ -33,6 +33,14 @@ from .variants import VARIANTS
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
 KINDS = ("search", "ablation", "isolation", "factorial")  # compiled by study/ablation.py, isolation.py, factorial.py
+# The kinds compiled into a grid: kind -> (the test_eval they set, why, as check_settings says it).
+GRID_KINDS = {
+    "ablation": ("all", "an ablation runs every arm x seed (a grid) and evaluates each on the test set"),
+    "isolation": ("best", "an isolation study runs every value x nuisance point (a grid), selects on validation "
+                          "only, and only its retrains read the test set"),
+    "factorial": ("all", "a factorial study runs every run of its design x replicate (a grid) and evaluates each "
+                         "on the test set"),
+}
 
 # knob -> int, float or str (None for dense_units, a list); the builder's config defines them.
 KNOB_KINDS = {name: scalar_type(tp) for name, tp in field_types(LeNetConfig).items()}
@@ -232,24 +240,16 @@ def check_settings(s: StudySettings, where: str) -> None:
             "scientific value")
     if s.kind != "isolation" and s.trials_per_value:
         bad("trials_per_value", "only a kind: isolation study tries nuisance configurations per value; leave it out")
-    if s.kind == "isolation" and (s.tuner, s.test_eval) != ("grid", "best"):
-        key = "tuner" if s.tuner != "grid" else "test_eval"
-        bad(key, "an isolation study runs every value x nuisance point (a grid), selects on validation only, "
-            "and only its retrains read the test set")
     if s.kind == "factorial" and s.resolution not in (3, 4, 5):
         bad("resolution", "need 3, 4 or 5: the resolution of the factorial design (3: main effects clear of each "
             "other; 4: also of two-factor interactions; 5: every two-factor interaction estimated on its own)")
     if s.kind != "factorial" and s.resolution:
         bad("resolution", "only a kind: factorial study has a design resolution; leave it out")
-    if s.kind == "factorial" and (s.tuner, s.test_eval) != ("grid", "all"):
-        key = "tuner" if s.tuner != "grid" else "test_eval"
-        bad(key, "a factorial study runs every run of its design x replicate (a grid) and evaluates each on the "
-            "test set")
     if s.kind == "search" and s.seeds != 1:
         bad("seeds", "only a kind: ablation study repeats its trials over seeds; a search varies space.seed")
-    if s.kind == "ablation" and (s.tuner, s.test_eval) != ("grid", "all"):
+    if s.kind in GRID_KINDS and (s.tuner, s.test_eval) != ("grid", GRID_KINDS[s.kind][0]):
         key = "tuner" if s.tuner != "grid" else "test_eval"
-        bad(key, "an ablation runs every arm x seed (a grid) and evaluates each on the test set")
+        bad(key, GRID_KINDS[s.kind][1])
     if s.test_eval not in TEST_EVALS:
         bad("test_eval", "allowed: " + ", ".join(TEST_EVALS))
     for key in ("max_trials", "executions_per_trial"):
@@ -293,6 +293,43 @@ def time_budget_seconds(value: Any, where: str) -> float:
         return parse_duration(value)
     except ValueError:
         raise SpaceError(f"{where}: {value!r} is not allowed; give a duration {DURATION_EXAMPLES}") from None
+
+
+def compiled_study_section(path: Path, doc: dict, compiled: dict[str, Any], *, why: str, trials: str,
+                           required: dict[str, str], no_final: str) -> StudySettings:
+    """The `study:` section of a kind compiled into a grid (isolation, factorial): the settings the kind sets
+    itself (`compiled`; `why` says so) and max_trials (`trials` says what runs instead) refused when given,
+    the `required` keys (key -> what the kind needs) present, no final run (`no_final` says why); then checked
+    as any study's (`study_settings`)."""
+    study = doc.get("study") or {}
+    if not isinstance(study, dict):
+        raise SpaceError(f"{path}: study: expected a mapping of settings")
+    for key, value in compiled.items():
+        if key in study and study[key] != value:
+            raise SpaceError(f"{path}: study.{key}: {study[key]!r} is not allowed; {why}: leave {key} out")
+    if "max_trials" in study:
+        raise SpaceError(f"{path}: study.max_trials: {trials}; leave it out (--max-trials runs fewer)")
+    for key, need in required.items():
+        if key not in study:
+            raise SpaceError(f"{path}: study.{key}: missing; {need}")
+    if study.get("final_epochs"):
+        raise SpaceError(f"{path}: study.final_epochs: {no_final}; leave it out")
+    return study_settings(path, doc, **compiled)
+
+
+def read_baseline(path: Path, raw: Any) -> dict[str, Any]:
+    """An optional `baseline:` section (a variant and/or knob values), each value checked; {} when absent."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{path}: baseline: expected variant: <name> ({', '.join(VARIANTS)}) and/or knob values "
+                         f"such as {{activation: relu}}; got {raw!r}")
+    for knob, value in raw.items():
+        if knob not in BASELINE_KEYS:
+            raise SpaceError(f"{path}: baseline.{knob}: not a knob a baseline can fix; allowed: "
+                             f"{', '.join(BASELINE_KEYS)}")
+        check_value(f"{path}: baseline.{knob}", knob, value)
+    return dict(raw)
 
 
 def study_settings(path: Path, doc: dict, **compiled: Any) -> StudySettings:
