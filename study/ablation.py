@@ -77,11 +77,7 @@ class Ablation:
             f"  seeds: {self.seeds} (0 to {self.seeds - 1}), every arm trained with each: the seeds pair the arms",
             f"  trials: {len(self.arms) * self.seeds} ({len(self.arms)} arms x {self.seeds} seeds), "
             f"{epochs * self.seeds} epochs at most, every trial evaluated on the test set",
-            f"  study: dataset={s.dataset} epochs={s.epochs} seed={s.seed} "
-            f"val_fraction={s.val_fraction} executions_per_trial={s.executions_per_trial}"
-            + (f" train_samples={s.train_samples}" if s.train_samples else "")
-            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
-            + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else ""),
+            s.grid_line(),
         ]
         return "\n".join(lines)
 

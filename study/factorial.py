@@ -280,11 +280,7 @@ class Factorial:
             "runs shuffled with its seed, one replicate after another",
             f"  trials: {len(self.order)} ({runs} runs x {len(self.seeds)} replicates), "
             f"{sum(c.epochs for c in self.configs.values())} epochs at most, every trial evaluated on the test set",
-            f"  study: dataset={s.dataset} epochs={s.epochs} seed={s.seed} val_fraction={s.val_fraction} "
-            f"executions_per_trial={s.executions_per_trial}"
-            + (f" train_samples={s.train_samples}" if s.train_samples else "")
-            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
-            + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else ""),
+            s.grid_line(),
         ]
         return "\n".join(lines)
 

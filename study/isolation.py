@@ -148,11 +148,7 @@ class Isolation:
             f"(paired across values): {n_values * n_seeds} runs, each evaluated on the test set",
             f"  total: {n_values * (n_points + n_seeds)} trainings, "
             f"{epochs + n_values * n_seeds * base.epochs} epochs at most",
-            f"  study: dataset={s.dataset} epochs={s.epochs} seed={s.seed} val_fraction={s.val_fraction} "
-            f"executions_per_trial={s.executions_per_trial}"
-            + (f" train_samples={s.train_samples}" if s.train_samples else "")
-            + (f" stop_at_chance={s.stop_at_chance}" if s.stop_at_chance else "")
-            + (f" equivalence_margin={s.equivalence_margin} pp" if s.equivalence_margin is not None else ""),
+            s.grid_line(),
         ]
         return "\n".join(lines)
 

@@ -199,6 +199,14 @@ class StudySettings:
         check_settings(settings, "command line")
         return settings
 
+    def grid_line(self) -> str:
+        """The settings a grid kind's plan prints (`lenet-study space` of an ablation, isolation or factorial)."""
+        return (f"  study: dataset={self.dataset} epochs={self.epochs} seed={self.seed} "
+                f"val_fraction={self.val_fraction} executions_per_trial={self.executions_per_trial}"
+                + (f" train_samples={self.train_samples}" if self.train_samples else "")
+                + (f" stop_at_chance={self.stop_at_chance}" if self.stop_at_chance else "")
+                + (f" equivalence_margin={self.equivalence_margin} pp" if self.equivalence_margin is not None else ""))
+
     def to_params(self) -> dict[str, str]:
         """Flat string parameters, as logged on a study's parent run; `from_params` reverses it.
         The description goes to the run's note instead."""
