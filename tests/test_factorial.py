@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +22,8 @@ from mlflow.tracking import MlflowClient
 from test_report import Store, _parent, _trial
 
 from study import report, schema
-from study.factorial import alias_chains, build_design, design_resolution, parse_run, run_name, run_params
+from study.factorial import (alias_chains, build_design, design_resolution, parse_run, run_label, run_name,
+                             run_params)
 from study.report import factorial as fa
 from study.report.findings import findings
 from study.report.registry import figures
@@ -369,3 +373,98 @@ def test_the_shipped_screening_study():
     f = space.factorial
     assert len(f.factors) == 8 and f.design.resolution == 5 and f.design.runs == 64 and len(f.seeds) == 2
     assert not f.design.aliased()
+
+
+# --------------------------------------------------------------------------- a tiny study, run for real
+
+TINY = """\
+study:
+  kind: factorial
+  dataset: mnist
+  epochs: 1
+  resolution: 3
+  seeds: 2
+  train_samples: 100
+  val_fraction: 0.2
+baseline: {variant: small-kernel, c1_padding: same, batch_size: 64}
+factors:
+  activation: [tanh, relu]
+  pooling: [avg, max]
+  label_smoothing: [0.0, 0.1]
+"""
+
+
+def _children(study_runs, folder: Path):
+    _, parents, children = study_runs(f"sqlite:///{folder}/mlflow.db", "tiny")
+    return parents, children
+
+
+@pytest.mark.slow
+def test_a_tiny_factorial_study_resumes_with_whole_replicates_and_every_run_once(tmp_path, run_study, study_runs,
+                                                                              monkeypatch):
+    import study.tuner as tuner_module
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    space = load_space(path)
+    assert space.factorial.design.runs == 4 and space.settings.max_trials == 8  # 2^(3-1), 2 replicates
+    real_fit, fits = tuner_module.fit_model, []
+
+    def fit_then_interrupt(*args, **kwargs):  # Ctrl-C while training the second replicate's second run
+        fits.append(1)
+        if len(fits) == 6:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tmp_path, path)
+    _, children = _children(study_runs, tmp_path)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 5 and {c.data.params[schema.FACTORIAL_REPLICATE] for c in finished[:4]} <= {"0", "1"}
+    assert sorted(c.data.params[schema.FACTORIAL_ROW] for c in finished
+                  if c.data.params[schema.FACTORIAL_REPLICATE] == "0") == ["0", "1", "2", "3"]  # replicate 0 whole
+
+    monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+    result, lines = run_study(tmp_path, path)
+    assert lines[0].startswith("study 'tiny': factorial on mnist-5k")
+    assert result.completed == 8
+    parents, children = _children(study_runs, tmp_path)
+    done = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted((c.data.params[schema.FACTORIAL_REPLICATE], c.data.params[schema.FACTORIAL_ROW]) for c in done) == [
+        (r, w) for r in ("0", "1") for w in ("0", "1", "2", "3")]  # every run once
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    for c in done:
+        replicate, row, codes, seed, knobs = parse_run(c.data.params[schema.FACTORIAL])
+        assert c.data.params["seed"] == str(replicate) and 0 <= c.data.metrics[schema.TEST_ACCURACY] <= 1
+        assert {f: c.data.params[f"level.{f}"] for f in codes} == {f: str(v) for f, v in codes.items()}
+        assert c.data.params["activation"] == ("relu" if codes["activation"] > 0 else "tanh")
+        assert c.info.run_name.endswith(run_label(c.data.params[schema.FACTORIAL]))
+
+    from study.report import write_report
+    from study.report.cores import PROCESSES_ENV
+
+    monkeypatch.setenv(PROCESSES_ENV, "1")
+    out = write_report("tiny", tmp_path / "reports", f"sqlite:///{tmp_path}/mlflow.db", log_to_mlflow=False)
+    text = (out / "report.md").read_text()
+    assert "## Factorial screening" in text and (out / "halfnormal.png").exists() and (out / "main_effects.png").exists()
+    assert "resolution III: 3 factors in 4 runs, 2 complete replicates" in text
+    assert "activation = pooling:label_smoothing" in text  # the aliases, named
+
+
+@pytest.mark.slow
+def test_a_tiny_factorial_study_with_two_workers(tmp_path, study_runs):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "LENET_DATA_DIR") and not k.startswith("KERASTUNER_")}
+    env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "search", str(path), "--workers", "2"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parents, children = _children(study_runs, tmp_path)
+    assert len(parents) == 1 and parents[0].data.params["workers"] == "2"
+    assert sorted((c.data.params[schema.FACTORIAL_REPLICATE], c.data.params[schema.FACTORIAL_ROW]) for c in children) == [
+        (r, w) for r in ("0", "1") for w in ("0", "1", "2", "3")]
+    assert {c.data.tags[schema.WORKER] for c in children} <= {"worker0", "worker1"}
+    assert all(c.info.status == "FINISHED" and schema.TEST_ACCURACY in c.data.metrics for c in children)
