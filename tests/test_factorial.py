@@ -283,6 +283,7 @@ def test_lenths_pseudo_standard_error_on_saturated_unreplicated_designs():
 
 NAMES4 = ("activation", "pooling", "batch_norm", "augment")  # a 2^(4-1) design of resolution IV, 2 replicates
 TRUE = {"activation": 0.004, "pooling": 0.0, "batch_norm": -0.006, "augment": 0.0}
+INTERACTION = 0.003  # activation:batch_norm (aliased with pooling:augment in this design)
 TIME = {"augment": 3.0}  # augment costs 3 s a run
 
 
@@ -306,7 +307,8 @@ def factorial_runs(tmp_path_factory):
             knobs = {n: levels[n][(c + 1) // 2] for n, c in codes.items()}
             name = run_name(replicate, int(row), codes, replicate, knobs)
             config = resolve_config({schema.FACTORIAL: name})
-            acc = 0.985 + sum(TRUE[n] / 2 * c for n, c in codes.items()) + rng.normal(0, 0.0005)
+            acc = (0.985 + sum(TRUE[n] / 2 * c for n, c in codes.items())
+                   + INTERACTION / 2 * codes["activation"] * codes["batch_norm"] + rng.normal(0, 0.0005))
             wall = 20.0 + sum(TIME.get(n, 0) / 2 * c for n, c in codes.items()) + rng.normal(0, 0.2)
             run = _trial(client, exp, parent, str(trial), config, start=start, end=start + wall, acc=acc + 0.001,
                          test=acc, param_count=56930)
@@ -336,6 +338,9 @@ def test_the_effects_table_recovers_the_built_effects_with_aliases_named(factori
     assert test.loc["activation", "outcome"] == "better" and test.loc["batch_norm", "outcome"] == "worse"
     assert test.loc["pooling", "outcome"] in ("equivalent", "inconclusive") and test.loc["pooling", "margin"] == 0.002
     assert test.loc["activation:pooling", "effect"] == "activation:pooling = batch_norm:augment"
+    assert test.loc["activation:batch_norm", "effect"] == "activation:batch_norm = pooling:augment"
+    assert test.loc["activation:batch_norm", "difference"] == pytest.approx(INTERACTION, abs=0.001)
+    assert test.loc["activation:batch_norm", "outcome"] == "better"
     assert (test["mde"] > 0).all() and (test["p_holm"] >= test["p_value"]).all()
     time = table[table["metric"] == "wall_time_s"].set_index("terms")
     assert time.loc["augment", "difference"] == pytest.approx(3.0, abs=0.5)
@@ -360,8 +365,10 @@ def test_findings_figures_and_report_of_a_factorial_study(factorial_runs):
     assert any(t.startswith("**batch_norm**") and "lowers test accuracy by 0.6" in t for t in texts)
     assert any(t.startswith("**activation**") and "raises test accuracy by 0.3" in t for t in texts), texts
     assert any("remain significant after Holm's correction" in t for t in texts)
+    assert any(t.startswith("**activation:batch_norm** interaction (aliased with pooling:augment)") for t in texts)
+    assert fa.interaction_items(runs) == ["activation_batch_norm"]
     drawn = figures(runs)
-    assert {"halfnormal.png", "main_effects.png"} <= set(drawn)
+    assert {"halfnormal.png", "main_effects.png", "interaction_activation_batch_norm.png"} <= set(drawn)
     assert not any(name.startswith("knob_") for name in drawn)  # no unpaired knob plots for a design
     md = render_markdown(runs, list(drawn))
     assert "## Factorial screening" in md and "balanced" in md and "orthogonal" in md
