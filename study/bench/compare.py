@@ -67,8 +67,8 @@ def best_so_far(xs: Sequence[float], values: Sequence[float], grid: Sequence[flo
 
 @dataclass(frozen=True)
 class Band:
-    """The median and interquartile band over seeds at each point of a grid (NaN where fewer than half the
-    seeds have a value there)."""
+    """The median and interquartile band over seeds at each point of a grid (NaN where too few seeds have a
+    value there: see anytime_band)."""
 
     grid: np.ndarray
     median: np.ndarray
@@ -76,14 +76,15 @@ class Band:
     high: np.ndarray
 
 
-def anytime_band(curves: Sequence[np.ndarray], grid: Sequence[float]) -> Band:
-    """Median and quartiles over seeds of curves on one grid (best_so_far of each seed)."""
+def anytime_band(curves: Sequence[np.ndarray], grid: Sequence[float], min_share: float = 0.5) -> Band:
+    """Median and quartiles over seeds of curves on one grid (best_so_far of each seed), where at least
+    `min_share` of the seeds have a value (1.0 against time: a median that gains a seed can only jump)."""
     grid = np.asarray(grid, dtype=float)
     if not len(curves):
         nan = np.full(len(grid), np.nan)
         return Band(grid, nan, nan, nan)
     stacked = np.vstack([np.asarray(c, dtype=float) for c in curves])
-    enough = np.sum(np.isfinite(stacked), axis=0) * 2 >= len(curves)
+    enough = np.sum(np.isfinite(stacked), axis=0) >= min_share * len(curves)
     quartiles = np.full((3, len(grid)), np.nan)
     if enough.any():
         quartiles[:, enough] = np.nanpercentile(stacked[:, enough], [25, 50, 75], axis=0)
