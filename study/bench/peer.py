@@ -125,6 +125,13 @@ def run_optuna(space, settings, data_dir, budget_s: float, *, study: str, uri: s
     budget = TimeBudget(budget_s, settings.final_epochs or settings.epochs, started=started, where="--budget")
     ds, train, val = prepare_data(settings, data_dir)
     (x_tr, y_tr), (x_val, y_val) = train, val
+    # The study's probe (search.calibrate_budget), so that both sides judge the final run's time alike: a
+    # trial's set-up apart from its seconds per epoch, before any trial ran.
+    try:
+        first = resolve_config(dict((space.start_values() or [{}])[0]), settings)
+    except ConfigError:
+        first = resolve_config({}, settings)
+    budget.calibrate(*tuner_module.probe_trial_cost(first, train, val, ds.input_shape, clock=budget.clock))
     tracker = tracking.StudyTracker(study, uri, search_id=uuid.uuid4().hex[:12])
     tracker.start_parent(f"{study}: optuna TPE, seed {settings.seed}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
                          {**settings.to_params(), "sampler": "TPESampler", "pruner": "MedianPruner",
