@@ -259,11 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "oracle"],
                    help="run one benchmark (default: tracking and workers; the other five take long)")
     s.add_argument("--data-dir")
-    s.add_argument("--dataset", help="default: mnist for tracking, workers and throughput; the space's or "
-                                     "study's for search and time-to-accuracy")
+    s.add_argument("--dataset", help="default: mnist for tracking, workers and throughput; mnist-5k for search "
+                                     "(mnist with --data-dir for the full setting); the study's for time-to-accuracy")
     s.add_argument("--trials", type=int, default=3, help="tracking and workers: trials per side (at most 3)")
     s.add_argument("--epochs", type=int, help="epochs per trial (default: 3 for tracking and workers, 1 per "
-                                              "timed fit for throughput, the space's for search)")
+                                              "timed fit for throughput, 2 for search)")
     s.add_argument("--train-samples", type=int, default=None, help="subsample the training set (default: all)")
     s.add_argument("--rounds", type=int, default=3,
                    help="tracking and throughput: rounds of the sides, their order alternating; report: runs of "
@@ -271,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--space", help="search, report and oracle: the space file (default: search_spaces/lenet.yaml)")
     s.add_argument("--max-trials", type=int, help="search: override the space's max_trials; report: the trials of "
                                                   "the study it runs (default: 6)")
-    s.add_argument("--budget", type=float, metavar="SECONDS",
-                   help="search: Optuna's wall-clock budget (default: the time lenet-study's search took)")
+    s.add_argument("--budget", metavar="DURATION",
+                   help="search: each search's wall-clock budget, final run included (45s, 2m, 1h; default: 100s)")
+    s.add_argument("--seeds", type=int, help="search: seeds, each running all three searches (default: 10)")
+    s.add_argument("--out", help="search: folder for bench-search/search_quality.png and .csv (default: reports)")
     s.add_argument("--study", help="time-to-accuracy: the study whose best trial races the recipe (default: lenet); "
                                     "report: the study to grow (default: a small one run here)")
     s.add_argument("--run", metavar="RUN_ID", help="time-to-accuracy: race this run's configuration instead")

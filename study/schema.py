@@ -99,6 +99,13 @@ ORACLE = "lenet.oracle"
 # With a time budget (study.time_budget), on the parent run after the search: why it stopped starting trials,
 # STOP_TIME_BUDGET (the next trial and the final run would not have fitted; SEARCH_STOP_NOTE says so in a line)
 # or STOP_PLAN (its trials ran out first: max_trials, the grid or Hyperband's schedule).
+# `bench --only search` (a study of searches): on each search's parent run, which search it is (BENCH_SIDES),
+# its seed and the benchmark invocation it belongs to; on an Optuna trial's run, Optuna's state for it.
+BENCH_SIDE = "lenet.bench.search"
+BENCH_SEED = "lenet.bench.seed"
+BENCH_ID = "lenet.bench.id"
+BENCH_OPTUNA_STATE = "lenet.bench.optuna_state"
+BENCH_SIDES = ("lenet-study", "optuna", "random")
 SEARCH_STOP = "lenet.search_stop"
 SEARCH_STOP_NOTE = "lenet.search_stop_note"
 STOP_TIME_BUDGET, STOP_PLAN = "time_budget", "plan"

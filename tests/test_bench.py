@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from argparse import Namespace
 
+import numpy as np
 import pytest
 from conftest import ROOT, SMOKE
 
@@ -101,27 +102,117 @@ def test_optuna_draws_the_spaces_knobs_with_their_ranges_and_conditions():
     assert optimizers == set(space.knobs["optimizer"]["values"]) and built >= 20
 
 
-@pytest.mark.slow
-def test_search_benchmark_runs_both_searches_and_ends_with_the_quality_line(tmp_path):
-    from study.bench import bench_search
+def _fake_search(uri, side, seed, vals, test, pruned=()):
+    """A search's record as the benchmark reads it back: a parent run and one finished child run per trial."""
+    import uuid
 
-    space = tmp_path / "smoke-final.yaml"  # the smoke space, with the chosen configuration trained longer
+    from study import schema, tracking
+    from study.bench.searches import STUDY
+    from study.tracking import TrialSummary
+
+    tracker = tracking.StudyTracker(STUDY, uri, search_id=uuid.uuid4().hex[:12])
+    tracker.start_parent(f"fake {side} {seed}", {"seed": seed}, {})
+    for i, val in enumerate(vals):
+        run_id = tracker.start_trial(str(i), {"seed": seed})
+        if i in pruned:
+            tracker.client.set_tag(run_id, schema.BENCH_OPTUNA_STATE, "PRUNED")
+        tracker.finish_trial(run_id, TrialSummary(best_val_accuracy=val, epochs_run=1), {})
+    tracker.log_parent_metrics({schema.BEST_VAL_ACCURACY: max(vals), schema.TEST_ACCURACY: test})
+    tracker.end_parent()
+    return tracker.parent_run_id
+
+
+def test_search_benchmark_pairs_three_searches_per_seed_from_their_runs_and_ends_with_the_quality_line(
+        tmp_path, monkeypatch):
+    """The orchestration with fakes for the searches (nothing trains): every seed runs all three, in a rotating
+    order, each with the budget; what the statistics, the figure and the table use is read back from the store."""
+    from types import SimpleNamespace
+
+    from study import schema
+    from study.bench import searches
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    calls = []
+    val = {"lenet-study": [0.90, 0.97, 0.95], "optuna": [0.93, 0.99, 0.96, 0.94], "random": [0.91, 0.92]}
+    test = {"lenet-study": 0.98, "optuna": 0.97, "random": 0.96}
+
+    def fake_run_search(request, echo):
+        side = "random" if request.settings.tuner == "random" else "lenet-study"
+        calls.append((request.settings.seed, side, request.settings.time_budget, len(request.space.start_with)))
+        run_id = _fake_search(uri, side, request.settings.seed, val[side], test[side] + request.settings.seed / 1000)
+        return SimpleNamespace(parent_run_id=run_id, best_val_accuracy=max(val[side]),
+                               test_accuracy=test[side] + request.settings.seed / 1000)
+
+    def fake_run_optuna(space, settings, data_dir, budget, *, study, uri, tags, log_dir, started, echo):
+        calls.append((settings.seed, "optuna", budget, len(space.start_with)))
+        run_id = _fake_search(uri, "optuna", settings.seed, val["optuna"], test["optuna"], pruned={1})
+        from study import tracking
+        for key, value in tags.items():
+            tracking.client(uri).set_tag(run_id, key, value)
+        return SimpleNamespace(parent_run_id=run_id, best_val=0.96, test=test["optuna"])
+
+    monkeypatch.setattr(searches, "run_search", fake_run_search)
+    monkeypatch.setattr(searches, "run_optuna", fake_run_optuna)
+    lines: list[str] = []
+    out = searches.bench_search(_args(seeds=3, budget=30.0, out=str(tmp_path / "out")), echo=lines.append)
+    # Seed by seed, all three, the first one rotating; the same budget; only random goes without start_with.
+    assert [c[:2] for c in calls] == [(0, "lenet-study"), (0, "optuna"), (0, "random"), (1, "optuna"), (1, "random"),
+                                      (1, "lenet-study"), (2, "random"), (2, "lenet-study"), (2, "optuna")]
+    assert {c[2] for c in calls} == {30.0} and {c[3] for c in calls if c[1] == "random"} == {0}
+    assert {c[3] for c in calls if c[1] != "random"} == {2}
+    # Optuna's pruned trial (0.99 at its pruning) is not a candidate: its best so far stays 0.93, then 0.96.
+    optuna = out["found"]["optuna"][0]
+    assert optuna.trials == 4 and np.isnan(optuna.values[1]) and np.nanmax(optuna.values) == 0.96
+    assert lines[-1] == ("search quality over 3 seeds: lenet-study 0.9810 vs optuna 0.9700 vs random 0.9610; "
+                         "P(ours > optuna) = 1.00 [1.00, 1.00]")
+    assert any(line.startswith("expected max validation accuracy of n random trials (Dodge et al. 2019; median over "
+                               "seeds): n=1 0.9150, n=2 0.9200") for line in lines)
+    assert out["figure"].stat().st_size > 0
+    rows = out["table"].read_text().splitlines()
+    assert len(rows) == 10 and rows[1].startswith("0,lenet-study,0.9700,0.9800,3,3,")
+    assert schema.BENCH_SIDE in searches.tracking.client(uri).get_run(optuna.parent_run_id).data.tags
+
+
+@pytest.mark.slow
+def test_search_benchmark_runs_three_tracked_searches_per_seed_and_ends_with_the_quality_line(tmp_path, monkeypatch):
+    """2 seeds x 3 searches at toy size (the smoke space: 100 digits, 1 epoch, a final run of 1 epoch): each a
+    parent run in one experiment, the figure and the table written, the last line as documented. Each search
+    trains a few tiny batches per trial; its budget, not the machine, bounds it."""
+    from mlflow.tracking import MlflowClient
+
+    from study import schema
+    from study.bench import bench_search
+    from study.bench.searches import STUDY
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    space = tmp_path / "smoke-final.yaml"  # the smoke space, with the chosen configuration trained again
     space.write_text(SMOKE.read_text().replace("  epochs: 1\n", "  epochs: 1\n  final_epochs: 1\n"))
     lines: list[str] = []
-    figures = bench_search(_args(space=str(space), budget=4), echo=lines.append)
-    assert re.fullmatch(r"search quality: lenet-study (\d\.\d{4})/(\d\.\d{4}) vs optuna (\d\.\d{4})/(\d\.\d{4}) "
-                        r"\(same space, 4 s each\)", lines[-1])
-    assert lines[-1] == (f"search quality: lenet-study {figures['ours_val']:.4f}/{figures['ours_test']:.4f} vs optuna "
-                         f"{figures['optuna_val']:.4f}/{figures['optuna_test']:.4f} (same space, 4 s each)")
-    assert lines[-2].startswith("target: lenet-study at least optuna on test: ")
-    # Both trained their chosen configuration once more (final_epochs), Optuna inside its budget.
-    assert figures["ours_final_s"] > 0 and figures["optuna_final_s"] > 0
-    assert any(line.startswith("[lenet-study] final: ") for line in lines)
-    assert any(line.startswith("[optuna] final: training trial ") for line in lines)
-    optuna_trials = [line for line in lines if line.startswith("[optuna] trial ")]
-    assert len(optuna_trials) == figures["optuna_trials"] >= 1
-    # Optuna drew from the smoke space only: relu or tanh, adam, batch 64.
-    assert all(re.match(r"\[optuna\] trial \d+ (relu|tanh) (max|avg)pool .* adam .* bs=64 \|", t) for t in optuna_trials)
+    out = bench_search(_args(space=str(space), seeds=2, budget=60.0, train_samples=100, out=str(tmp_path / "out")),
+                       echo=lines.append)
+    m = out["medians"]
+    assert lines[-1] == (f"search quality over 2 seeds: lenet-study {m['lenet-study']:.4f} vs optuna {m['optuna']:.4f} "
+                         f"vs random {m['random']:.4f}; P(ours > optuna) = {out['beats']['optuna'].text()}")
+    assert re.fullmatch(r"search quality over 2 seeds: lenet-study \d\.\d{4} vs optuna \d\.\d{4} vs random "
+                        r"\d\.\d{4}; P\(ours > optuna\) = \d\.\d\d \[\d\.\d\d, \d\.\d\d\]", lines[-1])
+    assert any(line.startswith("P(ours > random) on a seed") and "paired Wilcoxon" in line for line in lines)
+    assert any("Optuna 5" in line and "constant_liar=True" in line for line in lines)
+    assert any(line.startswith("expected max validation accuracy of n random trials") for line in lines)
+    assert out["figure"].stat().st_size > 0 and out["figure"].name == "search_quality.png"
+    rows = out["table"].read_text().splitlines()
+    assert len(rows) == 1 + 6 and rows[0].startswith("seed,search,best_val_accuracy,test_accuracy")
+    # One experiment, one parent run per search, tagged with its search and seed; every final model read test once.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(STUDY)
+    parents = client.search_runs([exp.experiment_id], filter_string=f"tags.`{schema.ROLE}` = '{schema.ROLE_STUDY}'")
+    assert sorted((p.data.tags[schema.BENCH_SIDE], p.data.tags[schema.BENCH_SEED]) for p in parents) == sorted(
+        (side, seed) for side in schema.BENCH_SIDES for seed in ("0", "1"))
+    assert all(schema.TEST_ACCURACY in p.data.metrics and p.data.tags.get(schema.FINAL_RUN_ID) for p in parents)
+    for side, runs in out["found"].items():
+        for searched in runs:
+            assert searched.trials >= 1 and len(searched.times) == searched.trials
+            assert searched.best_val == pytest.approx(np.nanmax(searched.values))
 
 
 @pytest.mark.slow
@@ -208,8 +299,12 @@ def test_report_benchmark_stores_read_back_like_their_source_run_by_run_too(tmp_
 
 @pytest.mark.parametrize("argv, message", [
     (["--only", "nope"], "argument --only: invalid choice: 'nope'"),
-    (["--only", "search", "--budget", "0"], "--budget 0: give a number of seconds above 0"),
-    (["--only", "search", "--budget", "soon"], "argument --budget: invalid float value: 'soon'"),
+    (["--only", "search", "--budget", "0"], "--budget 0: give a duration such as 45s, 15m, 1h or 1h30m"),
+    (["--only", "search", "--budget", "soon"], "--budget soon: give a duration such as 45s"),
+    (["--only", "search", "--seeds", "1"], "--seeds 1: give at least 2 (the statistics pair searches over seeds)"),
+    (["--only", "search", "--seeds", "many"], "argument --seeds: invalid int value: 'many'"),
+    (["--only", "search", "--epochs", "0"], "--epochs 0: give at least 1"),
+    (["--only", "search", "--train-samples", "0"], "--train-samples 0: give at least 1"),
     (["--only", "throughput", "--rounds", "0"], "--rounds 0: give at least 1"),
     (["--only", "time-to-accuracy", "--threshold", "1.5"], "--threshold 1.5: give a test accuracy in (0, 1]"),
     pytest.param(["--only", "time-to-accuracy", "--study", "nothing"], "no search of study 'nothing' chose a best trial",

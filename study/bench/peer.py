@@ -1,32 +1,31 @@
-"""Search quality (`make bench ARGS="--only search"`): this project's search against Optuna, same space, same time.
+"""Optuna's side of the search benchmark: TPE with a MedianPruner on the study's space, tracked as a study is.
 
-In one process, one after the other: the study's own search (`run_search` on the space file, in a temporary
-MLflow store and log folder), then Optuna's seeded TPE sampler with a MedianPruner on the same knobs and
-ranges, read from the `Space` (a `when` knob only when its parent takes one of its values; the space's
-start_with configurations enqueued first, as the study tries them first). Every Optuna trial resolves its
-values with `resolve_config` and trains with `build_trial_model` + `fit_model` as a study's trial does,
-reporting validation accuracy after each epoch to the pruner. Optuna's budget is the study's wall time
-(or `--budget`); when the space trains its chosen configuration longer (study.final_epochs), Optuna's
-best configuration gets the same after its search, inside its budget: `optimize()` runs for the budget
-minus the study's final training time. Both sides select on validation accuracy and evaluate one model on
-the test set once. The last line:
-`search quality: lenet-study VAL/TEST vs optuna VAL/TEST (same space, S s each)`.
-Target: lenet-study's test accuracy at least Optuna's.
+The knobs and ranges are read from the `Space` (a `when` knob only when its parent takes one of its values;
+the space's start_with configurations enqueued first, as the study tries them first). Every Optuna trial
+resolves its values with `resolve_config` and trains with `build_trial_model` + `fit_model` as a study's
+trial does, reporting validation accuracy after each epoch to the pruner. It keeps the study's time-budget
+rule (study/budget.py's `TimeBudget`, on the same clock): a trial starts only while it and the final run
+still fit in the budget. Then its best configuration is trained as the study trains its final run
+(`retrain.train_into_run`: final_epochs, the same split) and that model alone reads the test set.
+Every trial is a child run and the search one parent run in the MLflow store, as for the study's searches.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import tracking
+from .. import retrain, schema, tracking
+from ..budget import TimeBudget
+from ..cost import seconds_per_epoch
 from ..data import prepare_data
 from ..lazy import lazy
 from ..model import ConfigError
-from ..search import StudyRequest, load_space_with_overrides, run_search
+from ..search import OpenedStudy
 from ..spacefile import hp_value, resolve_config
 from .common import fresh_trial_model
 
@@ -34,7 +33,6 @@ keras = lazy("keras")
 optuna = lazy("optuna")
 tuner_module = lazy("study.tuner")  # the trial's fit; importing keras-tuner starts TensorFlow
 
-DEFAULT_SPACE = "search_spaces/lenet.yaml"
 
 
 def optuna_values(trial, knobs: dict[str, dict]) -> tuple[dict, list[str]]:
@@ -66,158 +64,171 @@ def optuna_values(trial, knobs: dict[str, dict]) -> tuple[dict, list[str]]:
     return values, notes
 
 
+
+def optuna_defaults() -> str:
+    """Optuna's version and the defaults of the sampler and pruner the benchmark uses, as one line."""
+    sampler = optuna.samplers.TPESampler()
+    tpe = {name: p.default for name, p in inspect.signature(optuna.samplers.TPESampler).parameters.items()
+           if name in ("n_startup_trials", "constant_liar", "multivariate", "group")}
+    # multivariate=None means "the version's default" (Optuna 5: on); the sampler's estimator knows what it chose.
+    chosen = getattr(getattr(sampler, "_parzen_estimator_parameters", None), "multivariate", None)
+    if chosen is not None:
+        tpe["multivariate"] = chosen
+    pruner = {name: p.default for name, p in inspect.signature(optuna.pruners.MedianPruner).parameters.items()}
+    text = lambda d: ", ".join(f"{k}={v}" for k, v in d.items())  # noqa: E731
+    return f"Optuna {optuna.__version__}: TPESampler defaults ({text(tpe)}), MedianPruner defaults ({text(pruner)})"
+
+
 @dataclass
 class PeerResult:
-    """Optuna's side: its best trial's validation accuracy, the test accuracy of the model it chose, counts."""
+    """Optuna's search: its parent run, best validation accuracy, the test accuracy of its final model, and
+    its trials by Optuna's state."""
 
+    parent_run_id: str = ""
     best_val: float = math.nan
     test: float = math.nan
     trials: dict[str, int] = field(default_factory=dict)
-    optimize_s: float = 0.0
     final_s: float = 0.0
     total_s: float = 0.0
 
 
-def _epoch_report(trial, deadline: float):
-    """A Keras callback for one Optuna trial: report validation accuracy after each epoch and prune when the
-    pruner says so; keep the weights of the best epoch (as keras-tuner's checkpoint does); stop training
-    at the end of the epoch that passes the search's deadline."""
-    class EpochReport(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs, self.best, self.best_weights = 0, -math.inf, None
+class _EpochLog:
+    """A Keras callback for one Optuna trial: keep each epoch's logs (the trial's history, pruned or not),
+    report validation accuracy to the pruner and prune when it says so; stop at the end of an epoch once
+    `out_of_time()` says the budget has no room left for more."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs = epoch + 1
-            val = float((logs or {}).get("val_accuracy", math.nan))
-            if val > self.best:
-                self.best, self.best_weights = val, self.model.get_weights()
-            trial.report(val, step=epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-            if time.perf_counter() > deadline:
-                self.model.stop_training = True
+    def __new__(cls, trial, out_of_time):
+        class EpochLog(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.history: dict[str, list[float]] = {}
 
-    return EpochReport()
+            def on_epoch_end(self, epoch, logs=None):
+                for key, value in (logs or {}).items():
+                    self.history.setdefault(key, []).append(float(value))
+                trial.report(float((logs or {}).get("val_accuracy", math.nan)), step=epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+                if out_of_time():
+                    self.model.stop_training = True
+
+        return EpochLog()
 
 
-def run_optuna(space, settings, data_dir, budget_s: float, final_s: float, echo=print) -> PeerResult:
-    """Optuna's side within `budget_s` seconds from now, loading its data included: optimize() until the
-    budget minus `final_s` (the time the study's final training took), then its best configuration trained
-    settings.final_epochs epochs when that is above 0; the chosen model evaluated on the test set once."""
-    started = time.perf_counter()
-    ds, (x_tr, y_tr), (x_val, y_val) = prepare_data(settings, data_dir)
+def run_optuna(space, settings, data_dir, budget_s: float, *, study: str, uri: str, tags: dict[str, str],
+               log_dir: str | Path, started: float | None = None, echo=print) -> PeerResult:
+    """Optuna's search within `budget_s` seconds from `started` (time.monotonic; default now), loading its data
+    included, tracked in experiment `study` of the store `uri` (one parent run tagged `tags`, a child run per
+    trial, the final run); its best configuration trained settings.final_epochs epochs (else the trials'
+    epochs) and evaluated on the test set once."""
+    started = time.monotonic() if started is None else started
+    budget = TimeBudget(budget_s, settings.final_epochs or settings.epochs, started=started, where="--budget")
+    ds, train, val = prepare_data(settings, data_dir)
+    (x_tr, y_tr), (x_val, y_val) = train, val
+    # The study's probe (search.calibrate_budget), so that both sides judge the final run's time alike: a
+    # trial's set-up apart from its seconds per epoch, before any trial ran.
+    try:
+        first = resolve_config(dict((space.start_values() or [{}])[0]), settings)
+    except ConfigError:
+        first = resolve_config({}, settings)
+    budget.calibrate(*tuner_module.probe_trial_cost(first, train, val, ds.input_shape, clock=budget.clock))
+    tracker = tracking.StudyTracker(study, uri, search_id=uuid.uuid4().hex[:12])
+    tracker.start_parent(f"{study}: optuna TPE, seed {settings.seed}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                         {**settings.to_params(), "sampler": "TPESampler", "pruner": "MedianPruner",
+                          "optuna_version": optuna.__version__},
+                         {**tags, schema.SPACE_FILE: str(space.path), schema.SPACE_DIGEST: space.digest})
+    opened = OpenedStudy(study, Path(log_dir), Path(log_dir), tracker.search_id, False, ds, train, val, tracker)
+    result = PeerResult(parent_run_id=tracker.parent_run_id)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed),
-                                pruner=optuna.pruners.MedianPruner())
+    search = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                                 pruner=optuna.pruners.MedianPruner())
     for values in space.start_values():
-        study.enqueue_trial(values, skip_if_exists=True)
-    timeout = max(1.0, budget_s - final_s - (time.perf_counter() - started))
-    deadline = time.perf_counter() + timeout
+        search.enqueue_trial(values, skip_if_exists=True)
     configs: dict[int, object] = {}
-    best: dict = {"val": -math.inf, "model": None}
     notes_seen: set[str] = set()
+
+    def out_of_time() -> bool:
+        return budget.left() < budget.final_seconds()
 
     def objective(trial):
         values, notes = optuna_values(trial, space.knobs)
         for note in set(notes) - notes_seen:
-            echo(f"[optuna] note: {note}")
+            echo(f"note: {note}")
             notes_seen.add(note)
         try:
             config = resolve_config(values, settings)
         except ConfigError as exc:  # an impossible architecture: a failed trial, as in the study
-            echo(f"[optuna] trial {trial.number} | FAILED (impossible configuration: {str(exc)[:80]})")
+            run_id = tracker.start_trial(str(trial.number), {k: str(v) for k, v in values.items()},
+                                         label="impossible configuration")
+            tracker.fail_trial(run_id, f"impossible configuration: {exc}", schema.STOP_INVALID)
+            echo(f"trial {trial.number} | FAILED (impossible configuration: {str(exc)[:80]})")
             raise
         configs[trial.number] = config
-        t0 = time.perf_counter()
-        model = fresh_trial_model(config, ds.input_shape, len(y_tr))
-        report = _epoch_report(trial, deadline)
+        label = tuner_module.knob_text(config)
+        run_id = tracker.start_trial(str(trial.number), config.to_params(), label=label)
+        t0 = time.monotonic()
+        budget.begin(str(trial.number))
+        log = _EpochLog(trial, out_of_time)
+        state, history = "COMPLETE", None
         try:
-            history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
-                                callbacks=[report, keras.callbacks.TerminateOnNaN()],
-                                stop_at_chance=settings.stop_at_chance)
-        except optuna.TrialPruned:
-            echo(f"[optuna] trial {trial.number} {tuner_module.knob_text(config)} | pruned at val_acc "
-                 f"{report.best:.4f} | "
-                 f"{report.epochs} ep | {time.perf_counter() - t0:.1f} s")
-            raise
-        val = max(history.history.get("val_accuracy", [math.nan]))
-        if any(not math.isfinite(v) for v in history.history.get("loss", [])):
-            val = math.nan  # diverged: Optuna records a failed trial
-        echo(f"[optuna] trial {trial.number} {tuner_module.knob_text(config)} | val_acc {val:.4f} | "
-             f"{len(history.history.get('loss', []))} ep | {time.perf_counter() - t0:.1f} s")
-        if math.isfinite(val) and val > best["val"]:
-            model.set_weights(report.best_weights)
-            best.update(val=val, model=model)
-        return val
-
-    with tuner_module.gc_frozen():
-        study.optimize(objective, timeout=timeout, catch=(ConfigError,))
-        result = PeerResult(optimize_s=time.perf_counter() - started)
-        states = [t.state.name for t in study.trials]
-        result.trials = {state.lower(): states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")}
-        if best["model"] is None:
-            echo("[optuna] no trial completed: nothing to evaluate on the test set")
-            result.total_s = time.perf_counter() - started
-            return result
-        result.best_val = study.best_value
-        model = best["model"]
-        if settings.final_epochs:
-            t0 = time.perf_counter()
-            config = configs[study.best_trial.number].replace(epochs=settings.final_epochs, patience=0)
-            echo(f"[optuna] final: training trial {study.best_trial.number}'s configuration, {config.epochs} "
-                 f"epochs: {tuner_module.knob_text(config)}")
             model = fresh_trial_model(config, ds.input_shape, len(y_tr))
-            tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val))
-            result.final_s = time.perf_counter() - t0
-        result.test = float(model.evaluate(ds.x_test, ds.y_test, verbose=0, batch_size=512)[1])
-    result.total_s = time.perf_counter() - started
+            history = tuner_module.fit_model(model, config, x_tr, y_tr, validation_data=(x_val, y_val),
+                                             callbacks=[log, keras.callbacks.TerminateOnNaN()],
+                                             stop_at_chance=settings.stop_at_chance)
+        except optuna.TrialPruned:
+            state = "PRUNED"
+        except BaseException:
+            tracker.kill_trial(run_id)
+            raise
+        summary = tracking.summarise([log.history], config.epochs)
+        wall = time.monotonic() - t0
+        val = summary.best_val_accuracy
+        per_epoch = seconds_per_epoch([history]) if history is not None else None
+        budget.record(str(trial.number), summary.epochs_run, val if state == "COMPLETE" else None,
+                      fit_per_epoch=per_epoch)
+        tracker.client.set_tag(run_id, schema.BENCH_OPTUNA_STATE, state if not summary.nan else "FAIL")
+        if summary.nan:  # diverged: Optuna records a failed trial
+            tracker.fail_trial(run_id, "diverged: the loss became NaN", schema.STOP_NAN, summary, {"wall_time_s": wall})
+        else:
+            tracker.finish_trial(run_id, summary, {"wall_time_s": wall})
+        echo(f"trial {trial.number} {label} | {'pruned at ' if state == 'PRUNED' else ''}val_acc {val:.4f} | "
+             f"{summary.epochs_run} ep | {wall:.1f} s")
+        if state == "PRUNED":
+            raise optuna.TrialPruned()
+        return math.nan if summary.nan else val
+
+    def keep_to_budget(study_, _trial):
+        if not budget.can_start(settings.epochs):
+            study_.stop()
+
+    with tracker.parent_status(), tuner_module.gc_frozen():
+        if budget.can_start(settings.epochs):
+            search.optimize(objective, catch=(ConfigError,), callbacks=[keep_to_budget])
+        if budget.stopped:
+            echo(budget.stopped)
+        states = [t.state.name for t in search.trials]
+        result.trials = {state.lower(): states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")}
+        tracker.log_parent_metrics({schema.N_TRIALS_COMPLETED: result.trials["complete"],
+                                    schema.N_TRIALS_FAILED: result.trials["fail"]})
+        done = [t for t in search.trials if t.state.name == "COMPLETE" and t.value is not None
+                and math.isfinite(t.value)]
+        if not done:
+            echo("no trial completed: nothing to evaluate on the test set")
+        else:
+            best = max(done, key=lambda t: t.value)
+            result.best_val = float(best.value)
+            tracker.log_parent_metrics({schema.BEST_VAL_ACCURACY: result.best_val})
+            tracker.set_parent_tags({schema.BEST_TRIAL_ID: str(best.number)})
+            config = configs[best.number].replace(epochs=settings.final_epochs or settings.epochs, patience=0)
+            label = f"trial {best.number}'s configuration, {config.epochs} epochs: {tuner_module.knob_text(config)}"
+            echo(f"final: training {label}")
+            t0 = time.monotonic()
+            run_id = tracker.start_trial(schema.FINAL_TRIAL_ID, config.to_params(), label=label, role=schema.ROLE_FINAL)
+            _, summary, _, (test_acc, test_loss) = retrain.train_into_run(opened, run_id, config, "final run")
+            result.final_s, result.test = time.monotonic() - t0, test_acc
+            tracker.set_parent_tags({schema.FINAL_RUN_ID: run_id})
+            tracker.log_parent_metrics({schema.TEST_ACCURACY: test_acc, schema.TEST_LOSS: test_loss})
+            echo(f"final: val_accuracy {summary.best_val_accuracy:.4f}, test_accuracy {test_acc:.4f}, "
+                 f"{result.final_s:.0f} s")
+    result.total_s = time.monotonic() - started
     return result
-
-
-def bench_search(args, echo=print) -> dict[str, float]:
-    """The study's search, then Optuna with the same space and wall-clock budget; val/test of both."""
-    space_path = args.space or DEFAULT_SPACE
-    space, settings = load_space_with_overrides(space_path, max_trials=args.max_trials, epochs=args.epochs,
-                                                dataset=args.dataset, train_samples=args.train_samples)
-    with tempfile.TemporaryDirectory(prefix="lenet-bench-search-") as tmp_name:
-        tmp = Path(tmp_name)
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        tracking.client(uri).search_experiments()  # a new store's tables: once per store, not part of a search
-        echo(f"lenet-study: {space_path}, {settings.tuner} tuner, max_trials {settings.max_trials}, epochs "
-             f"{settings.epochs}, final_epochs {settings.final_epochs}, on {settings.dataset} (temporary MLflow store)")
-        t0 = time.perf_counter()
-        ours = run_search(StudyRequest(space, settings, study="bench-search", data_dir=args.data_dir,
-                                       log_dir=tmp / "logs", tracking_uri=uri, command="bench --only search"),
-                          echo=lambda line: echo(f"[lenet-study] {line}"))
-        ours_s = time.perf_counter() - t0
-        final = tracking.final_run(tracking.client(uri), ours.parent_run_id)
-        final_s = float(final.data.metrics.get("wall_time_s", 0.0)) if final is not None else 0.0
-    budget = args.budget or ours_s
-    our_val = ours.best_val_accuracy if ours.best_val_accuracy is not None else math.nan
-    our_test = ours.test_accuracy if ours.test_accuracy is not None else math.nan
-    echo(f"lenet-study: {ours.completed + ours.failed} trials ({ours.completed} completed, {ours.failed} failed) "
-         f"in {ours_s:.0f} s" + (f", its final training {final_s:.0f} s of it" if final is not None else "")
-         + f"; best val {our_val:.4f}, test {our_test:.4f}")
-    if args.budget and ours_s > args.budget:
-        echo(f"lenet-study took {ours_s:.0f} s, {ours_s - args.budget:.0f} s over the {args.budget:.0f} s budget "
-             "(lower --max-trials or --epochs)")
-    echo(f"optuna: TPE sampler (seed {settings.seed}), MedianPruner; budget {budget:.0f} s "
-         + ("(--budget)" if args.budget else "(lenet-study's wall time)")
-         + (f"; optimize() gets the budget minus lenet-study's final training ({final_s:.0f} s), then its best "
-            f"configuration is trained {settings.final_epochs} epochs" if settings.final_epochs else "")
-         + (f"; the space's {len(space.start_with)} start_with configuration(s) enqueued first"
-            if space.start_with else ""))
-    peer = run_optuna(space, settings, args.data_dir, budget, final_s if settings.final_epochs else 0.0, echo=echo)
-    echo(f"optuna: {sum(peer.trials.values())} trials ({peer.trials.get('complete', 0)} completed, "
-         f"{peer.trials.get('pruned', 0)} pruned, {peer.trials.get('fail', 0)} failed) in {peer.optimize_s:.0f} s"
-         + (f", final training {peer.final_s:.0f} s" if settings.final_epochs else "")
-         + f"; {peer.total_s:.0f} s in all; best val {peer.best_val:.4f}, test {peer.test:.4f}")
-    met = our_test >= peer.test
-    echo(f"target: lenet-study at least optuna on test: {'met' if met else 'NOT met'} "
-         f"({our_test:.4f} vs {peer.test:.4f}, {our_test - peer.test:+.4f})")
-    echo(f"search quality: lenet-study {our_val:.4f}/{our_test:.4f} vs optuna {peer.best_val:.4f}/{peer.test:.4f} "
-         f"(same space, {budget:.0f} s each)")
-    return {"ours_val": our_val, "ours_test": our_test, "ours_s": ours_s, "ours_final_s": final_s,
-            "optuna_val": peer.best_val, "optuna_test": peer.test, "optuna_s": peer.total_s,
-            "optuna_final_s": peer.final_s, "optuna_trials": float(sum(peer.trials.values())), "budget_s": budget}
