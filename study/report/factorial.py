@@ -354,7 +354,7 @@ def plot_interaction(runs: StudyRuns, pair: str):
     cells = {(ca, cb): float(np.mean(err[(frame[a].to_numpy() == ca) & (frame[b].to_numpy() == cb)]))
              for ca in (-1.0, 1.0) for cb in (-1.0, 1.0)}
     rng = error_range(np.array(list(cells.values())))
-    fig, ax = figure(6.5, 5.0)
+    fig, ax = figure(7.5, 5.0)
     for cb, color in ((-1.0, "C0"), (1.0, "C1")):
         label = f"{b} {'−' if cb < 0 else '+'} {levels.get(b, ('−1', '+1'))[0 if cb < 0 else 1]}"
         ax.plot([0, 1], rng.clip(np.array([cells[(-1.0, cb)], cells[(1.0, cb)]])), marker="o", color=color,
@@ -365,6 +365,6 @@ def plot_interaction(runs: StudyRuns, pair: str):
     ax.set_xlim(-0.3, 1.3)
     ax.grid(axis="y", alpha=0.3)
     n = len(frame) // 4
-    fig.suptitle(f"Factorial study '{runs.study}': {a} × {b} (each point the mean of {n} runs)")
+    fig.suptitle(f"'{runs.study}': {a} × {b}, each point the mean of {n} runs")
     legend_below(fig, ncols=2)
     return fig

@@ -214,8 +214,7 @@ def _factorial_findings(runs: StudyRuns) -> list[Finding]:
     real = rows[(rows["ci_low"] > 0) | (rows["ci_high"] < 0)]
     real = real.reindex(real["difference"].abs().sort_values(ascending=False).index)
     for r in real.itertuples():
-        stats_text = (f"{_ci_pp(r.ci_low, r.ci_high)}, p = {_p(r.p_value)}, Holm-adjusted p = "
-                      f"{_p(r.p_holm)}")
+        stats_text = f"{_ci_pp(r.ci_low, r.ci_high)}, p {_p(r.p_value)}, Holm-adjusted p {_p(r.p_holm)}"
         if r.order == 1:
             low, high = levels.get(r.terms, ("−1", "+1"))
             way = "raises" if r.difference > 0 else "lowers"
@@ -242,9 +241,15 @@ def _factorial_findings(runs: StudyRuns) -> list[Finding]:
     if len(open_):
         low, high = 100 * float(open_["mde"].min()), 100 * float(open_["mde"].max())
         upto = f"{high:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
-        out.append(Finding(f"Inconclusive (the 95% interval includes 0, not shown equivalent): {len(open_)} effects; "
+        mains = open_[open_["order"] == 1]
+        named = "; ".join(f"{r.effect} {_pp(r.difference)} ({100 * r.ci_low:+.2f} to {100 * r.ci_high:+.2f})"
+                          for r in mains.itertuples())
+        rest = len(open_) - len(mains)
+        listed = (f"the main effects of {named}" if len(mains) else "") + (
+            f"{' and ' if len(mains) else ''}{rest} interaction{'s' if rest != 1 else ''}" if rest else "")
+        out.append(Finding(f"Inconclusive (the 95% interval includes 0, not shown equivalent): {listed}; "
                            f"effects up to {upto} pp could hide (the minimum detectable effect at 80% power, "
-                           f"n = {int(open_['n'].iloc[0])} runs)."))
+                           f"n = {int(open_['n'].iloc[0])} runs).", "main_effects.png" if len(mains) else None))
     time_rows = table[(table["metric"] == "wall_time_s") & (table["p_holm"] < 0.05) & (table["order"] == 1)]
     if len(time_rows):
         time_rows = time_rows.reindex(time_rows["difference"].abs().sort_values(ascending=False).index)
@@ -255,7 +260,8 @@ def _factorial_findings(runs: StudyRuns) -> list[Finding]:
 
 
 def _p(value: float) -> str:
-    return "—" if not _finite(value) else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
+    """A p-value after its relation: "= 0.0123", "< 0.0001"."""
+    return "unknown" if not _finite(value) else ("< 0.0001" if value < 1e-4 else f"= {value:.4f}")
 
 
 # --------------------------------------------------------------------------- an isolation study's values
