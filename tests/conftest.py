@@ -71,6 +71,29 @@ def run_study():
     return run
 
 
+@pytest.fixture
+def interrupted_at_fit(monkeypatch):
+    """interrupted_at_fit(n) -> restore(): from now on, the n-th training of this process raises
+    KeyboardInterrupt (Ctrl-C while it trains); restore() puts the real training back."""
+    import study.tuner as tuner_module
+
+    real_fit = tuner_module.fit_model
+
+    def interrupt(n: int):
+        fits = []
+
+        def fit_then_interrupt(*args, **kwargs):
+            fits.append(1)
+            if len(fits) == n:
+                raise KeyboardInterrupt
+            return real_fit(*args, **kwargs)
+
+        monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+        return lambda: monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+
+    return interrupt
+
+
 @pytest.fixture(scope="session")
 def study_runs():
     """study_runs(uri, study) -> (client, parents, children): the parent and child runs of a study."""

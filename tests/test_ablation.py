@@ -222,20 +222,10 @@ def _arm_runs(study_runs, folder: Path, study: str = "tiny"):
 
 @pytest.mark.slow
 def test_a_tiny_ablation_runs_every_arm_with_every_seed_and_resumes_after_an_interruption(
-        tmp_path, run_study, study_runs, monkeypatch):
-    import study.tuner as tuner_module
-
+        tmp_path, run_study, study_runs, monkeypatch, interrupted_at_fit):
     path = _write(tmp_path, TINY, "tiny.yaml")
     # Interrupted (Ctrl-C) while training its third trial: the first two are kept.
-    real_fit, fits = tuner_module.fit_model, []
-
-    def fit_then_interrupt(*args, **kwargs):
-        fits.append(1)
-        if len(fits) == 3:
-            raise KeyboardInterrupt
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+    restore = interrupted_at_fit(3)
     with pytest.raises(KeyboardInterrupt):
         run_study(tmp_path, path)
     parents, children = _arm_runs(study_runs, tmp_path)
@@ -245,7 +235,7 @@ def test_a_tiny_ablation_runs_every_arm_with_every_seed_and_resumes_after_an_int
         (BASELINE, "0"), ("activation=tanh", "0")}
     assert [c.info.status for c in children if c.data.tags[schema.TRIAL_ID] == "2"] == ["KILLED"]
 
-    monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+    restore()
     result, lines = run_study(tmp_path, path)
     assert any("resuming: 2 trial(s) already finished are kept" in line for line in lines)
     trained = [line for line in lines if line.startswith("[")]

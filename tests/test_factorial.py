@@ -408,22 +408,13 @@ def _children(study_runs, folder: Path):
 
 @pytest.mark.slow
 def test_a_tiny_factorial_study_resumes_with_whole_replicates_and_every_run_once(tmp_path, run_study, study_runs,
-                                                                              monkeypatch):
-    import study.tuner as tuner_module
-
+                                                                              monkeypatch, interrupted_at_fit):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     space = load_space(path)
     assert space.factorial.design.runs == 4 and space.settings.max_trials == 8  # 2^(3-1), 2 replicates
-    real_fit, fits = tuner_module.fit_model, []
-
-    def fit_then_interrupt(*args, **kwargs):  # Ctrl-C while training the second replicate's second run
-        fits.append(1)
-        if len(fits) == 6:
-            raise KeyboardInterrupt
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+    # Ctrl-C while training the second replicate's second run
+    restore = interrupted_at_fit(6)
     with pytest.raises(KeyboardInterrupt):
         run_study(tmp_path, path)
     _, children = _children(study_runs, tmp_path)
@@ -432,7 +423,7 @@ def test_a_tiny_factorial_study_resumes_with_whole_replicates_and_every_run_once
     assert sorted(c.data.params[schema.FACTORIAL_ROW] for c in finished
                   if c.data.params[schema.FACTORIAL_REPLICATE] == "0") == ["0", "1", "2", "3"]  # replicate 0 whole
 
-    monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+    restore()
     result, lines = run_study(tmp_path, path)
     assert lines[0].startswith("study 'tiny': factorial on mnist-5k")
     assert result.completed == 8

@@ -189,27 +189,17 @@ def _runs(study_runs, folder: Path, study: str = "tiny"):
 
 @pytest.mark.slow
 def test_a_tiny_isolation_study_retrains_each_values_best_on_test_and_resumes_without_training_twice(
-        tmp_path, run_study, study_runs, monkeypatch):
-    import study.tuner as tuner_module
-
+        tmp_path, run_study, study_runs, monkeypatch, interrupted_at_fit):
     path = _write(tmp_path, TINY, "tiny.yaml")
     # Interrupted (Ctrl-C) in phase 2, while training its second retrain: the grid and one retrain are kept.
-    real_fit, fits = tuner_module.fit_model, []
-
-    def fit_then_interrupt(*args, **kwargs):
-        fits.append(1)
-        if len(fits) == 6:
-            raise KeyboardInterrupt
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(tuner_module, "fit_model", fit_then_interrupt)
+    restore = interrupted_at_fit(6)
     with pytest.raises(KeyboardInterrupt):
         run_study(tmp_path, path)
     parents, children, retrains = _runs(study_runs, tmp_path)
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
     assert sorted(r.info.status for r in retrains) == ["FINISHED", "KILLED"]
 
-    monkeypatch.setattr(tuner_module, "fit_model", real_fit)
+    restore()
     result, lines = run_study(tmp_path, path)
     assert lines[0].startswith("study 'tiny': isolation on mnist-5k")
     assert any("retrain: each value's best configuration with seeds 1, 2: 3 run(s) (1 already finished, kept)"
