@@ -70,3 +70,24 @@ def test_paired_wilcoxon_is_scipys_and_says_when_it_cannot_be_computed():
     assert test.median_difference == pytest.approx(0.002)
     tied = paired_wilcoxon([0.9, 0.9], [0.9, 0.9])
     assert math.isnan(tied.p) and tied.text() == "not computed (every seed tied)"
+
+
+def test_the_trials_panel_never_rises_where_shorter_seeds_drop_out():
+    """Seeds that ran different numbers of trials: the median best-so-far against trials is drawn only where
+    every seed has a point, so it never gets worse (the longer seeds here are the worse ones)."""
+    import numpy as np
+
+    from study.bench.searches import Searched, curves
+
+    found = {"optuna": []}
+    for seed, values in enumerate(([0.90, 0.95, 0.97], [0.90, 0.95, 0.97, 0.97], [0.5, 0.6, 0.6, 0.6, 0.6, 0.7],
+                                   [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7])):
+        s = Searched("optuna", seed, f"run{seed}", 0.0, 60.0)
+        s.values = np.array(values)
+        s.times = np.arange(1, len(values) + 1) * 10.0
+        s.trials = len(values)
+        found["optuna"].append(s)
+    band = curves(found, 100.0).by_trials["optuna"]
+    drawn = band.median[np.isfinite(band.median)]
+    assert len(drawn) == 3  # up to the shortest seed's last trial
+    assert np.all(np.diff(drawn) >= 0)

@@ -108,13 +108,15 @@ def curves(found: dict[str, list[Searched]], budget: float) -> QualityCurves:
     by_time, by_trials = {}, {}
     for side, runs in found.items():
         by_time[side] = anytime_band([best_so_far(s.times, s.values, time_grid) for s in runs], time_grid, 1.0)
-        # Past the trials a search ran it has no point: NaN there, not its last best.
+        # Past the trials a search ran it has no point: NaN there, not its last best. The band is drawn only
+        # where every seed has one: a median over the seeds that happened to run longer rises where the
+        # shorter seeds drop out, and a best-so-far curve must not.
         per_seed = []
         for s in runs:
             c = best_so_far(np.arange(1, s.trials + 1), s.values, trial_grid)
             c[trial_grid > s.trials] = np.nan
             per_seed.append(c)
-        by_trials[side] = anytime_band(per_seed, trial_grid)
+        by_trials[side] = anytime_band(per_seed, trial_grid, 1.0)
     maxima = [expected_max_curve(s.values) for s in found.get(RANDOM, [])]
     longest = max((len(m) for m in maxima), default=0)
     n_grid = np.arange(1, max(longest, 1) + 1, dtype=float)
