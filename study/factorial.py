@@ -42,8 +42,8 @@ import numpy as np
 from . import model as m
 from . import schema
 from .lazy import lazy
-from .spacefile import (BASELINE_KEYS, SpaceError, StudySettings, check_value, compiled_study_section, hp_value,
-                        parse_factorial_run, read_baseline, resolve_config, value_text)
+from .spacefile import (BASELINE_KEYS, SpaceError, StudySettings, check_sections, check_value, compiled_study_section,
+                        hp_value, parse_factorial_run, read_baseline, resolve_config, value_text)
 
 pydoe = lazy("pydoe")  # the designs; loaded only for a factorial file
 
@@ -355,13 +355,9 @@ def compile_factorial(path: Path, doc: dict) -> tuple[StudySettings, dict[str, d
     """Check a factorial file (read by space.load_space) and compile it into one grid knob over replicate x
     design run: its settings (max_trials runs x seeds), its knobs (the baseline's fixed, then
     schema.FACTORIAL) and the Factorial it asked for."""
-    extra = set(doc) - set(SECTIONS)
-    if extra & {"space", "ablate", "scientific", "nuisance"}:
-        raise SpaceError(f"{path}: {sorted(extra)[0]}: a factorial study has no such section: its knobs go under "
-                         "factors, each with two levels")
-    if extra:
-        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; a factorial study's sections: "
-                         f"{', '.join(SECTIONS)}")
+    check_sections(path, doc, SECTIONS, {"space", "ablate", "scientific", "nuisance"},
+                   "a factorial study has no such section: its knobs go under factors, each with two levels",
+                   "a factorial study")
     settings = _study_section(path, doc)
     baseline = read_baseline(path, doc.get("baseline"))
     factors = _factors(path, doc.get("factors"), baseline)

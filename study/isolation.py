@@ -44,8 +44,9 @@ import numpy as np
 from . import model as m
 from . import schema
 from .lazy import lazy
-from .spacefile import (ALLOWED_VALUES, BASELINE_KEYS, KNOB_KINDS, SpaceError, StudySettings, check_value,
-                        compiled_study_section, hp_value, isolation_name, read_baseline, resolve_config, value_text)
+from .spacefile import (ALLOWED_VALUES, BASELINE_KEYS, KNOB_KINDS, SpaceError, StudySettings, check_sections,
+                        check_value, compiled_study_section, hp_value, isolation_name, read_baseline, resolve_config,
+                        value_text)
 
 qmc = lazy("scipy.stats.qmc")  # the nuisance points; loaded only for an isolation file
 
@@ -269,13 +270,8 @@ def compile_isolation(path: Path, doc: dict) -> tuple[StudySettings, dict[str, d
     """Check an isolation file (read by space.load_space) and compile it into one grid knob over value x
     point: its settings (max_trials values x trials_per_value), its knobs (the baseline's fixed, the seed
     fixed at study.seed, then schema.ISOLATION) and the Isolation it asked for."""
-    extra = set(doc) - set(SECTIONS)
-    if "space" in extra:
-        raise SpaceError(f"{path}: space: an isolation study has no space section: its knobs go under "
-                         "scientific (compared) and nuisance (tuned for each value)")
-    if extra:
-        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; an isolation study's sections: "
-                         f"{', '.join(SECTIONS)}")
+    check_sections(path, doc, SECTIONS, {"space"}, "an isolation study has no space section: its knobs go under "
+                   "scientific (compared) and nuisance (tuned for each value)", "an isolation study")
     settings = _study_section(path, doc)
     baseline = read_baseline(path, doc.get("baseline"))
     knob, values = _scientific(path, doc.get("scientific"))

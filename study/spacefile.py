@@ -325,6 +325,17 @@ def compiled_study_section(path: Path, doc: dict, compiled: dict[str, Any], *, w
     return study_settings(path, doc, **compiled)
 
 
+def check_sections(path: Path, doc: dict, sections: tuple[str, ...], misplaced: set[str], why: str,
+                   kind: str) -> None:
+    """A compiled kind's file holds only its `sections`: one of `misplaced` (another kind's) is refused with
+    `why`, anything else as an unknown section naming the `kind`'s sections."""
+    extra = set(doc) - set(sections)
+    if extra & misplaced:
+        raise SpaceError(f"{path}: {sorted(extra & misplaced)[0]}: {why}")
+    if extra:
+        raise SpaceError(f"{path}: unknown section {sorted(extra)[0]!r}; {kind}'s sections: {', '.join(sections)}")
+
+
 def read_baseline(path: Path, raw: Any) -> dict[str, Any]:
     """An optional `baseline:` section (a variant and/or knob values), each value checked; {} when absent."""
     if raw is None:
