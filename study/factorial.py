@@ -288,7 +288,8 @@ class Factorial:
 def _study_section(path: Path, doc: dict) -> StudySettings:
     return compiled_study_section(
         path, doc, COMPILED,
-        why="a factorial study runs every run of its design x replicate (tuner grid) and evaluates each on the test set",
+        why="a factorial study runs every run of its design x replicate (tuner grid) and evaluates each on the "
+            "test set",
         trials="a factorial study runs its design's runs x seeds",
         required={"resolution": "a factorial study needs 3, 4 or 5: the design's resolution (5: every two-factor "
                                 "interaction estimated on its own)"},
