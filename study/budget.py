@@ -82,9 +82,11 @@ class TimeBudget:
     and then a cost per epoch. Before any trial ends, the probe's seconds per epoch stand in; then the
     trials' own durations (from `begin` to `record`, on the clock: the oracle's proposal, logging and
     cost measurement included) less their set-up, over their epochs. The final run pays none of the
-    search's own costs: it is reserved at the seconds per epoch the trials' fits took (`fit_per_epoch`,
-    the slower of the best trial's and their mean: it trains the best configuration, which may still
-    change), else at the trials' rate, for `final_epochs`, plus its set-up and FINISH_RESERVE_S.
+    search's own costs: it is reserved at the seconds per epoch the trials' fits took once running
+    (`fit_per_epoch`, cost.steady_seconds_per_epoch: an epoch past the first, which traces the model and is
+    paid once, in the set-up), the slower of the best trial's and their mean (it trains the best
+    configuration, which may still change), else at the trials' rate, for `final_epochs`, plus its set-up
+    and FINISH_RESERVE_S.
     Safe to call from the oracle's serving thread.
     """
 
@@ -123,7 +125,7 @@ class TimeBudget:
     def record(self, trial_id: str, epochs: int, score: float | None = None, seconds: float | None = None,
                fit_per_epoch: float | None = None) -> None:
         """A trial ended: its duration since `begin` (else `seconds`, measured by whoever ran it), its epochs,
-        and the seconds per epoch its fit took (the trial's train_s_per_epoch), when measured."""
+        and the seconds per epoch its fit took past its first epoch, when measured."""
         with self._lock:
             began = self._begun.pop(trial_id, None)
             duration = self.clock() - began if began is not None else seconds

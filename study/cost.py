@@ -102,12 +102,33 @@ def trained_cost(histories: list, what: str, model=None) -> dict[str, float]:
     return {**out, **inference_metrics(model, what)}
 
 
+@functools.cache
+def _epoch_clock_class():
+    """A Keras callback that keeps the perf_counter reading at the end of each epoch (Keras imported on first
+    use: this module does not need it otherwise)."""
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    return EpochClock
+
+
 def timed_fit(model, *args, **kwargs):
-    """model.fit(*args, **kwargs), with the seconds it took kept on the History it returns (`fit_seconds`)."""
+    """model.fit(*args, **kwargs), with the seconds it took kept on the History it returns (`fit_seconds`),
+    and each epoch's end, in seconds from the fit's start (`epoch_ends`)."""
+    clock = _epoch_clock_class()()
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), clock]
     started = time.perf_counter()
     history = model.fit(*args, **kwargs)
     if history is not None:
         history.fit_seconds = time.perf_counter() - started
+        history.epoch_ends = [end - started for end in clock.ends]
     return history
 
 
@@ -123,6 +144,17 @@ def seconds_per_epoch(histories: Iterable[Any]) -> float | None:
         total += fit_seconds
         epochs += len(getattr(history, "epoch", None) or [])
     return total / epochs if epochs else None
+
+
+def steady_seconds_per_epoch(histories: Iterable[Any]) -> float | None:
+    """Seconds per epoch once a fit runs: the median epoch after each fit's first, which also traces and
+    compiles the model (on a small subsample or in 2-epoch trials that first epoch is most of a fit). What a
+    longer fit of the same configuration pays per epoch; None when no fit ran two epochs."""
+    durations = []
+    for history in histories:
+        ends = getattr(history, "epoch_ends", None) or []
+        durations += [b - a for a, b in zip(ends, ends[1:])]
+    return statistics.median(durations) if durations else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,7 +22,7 @@ import keras_tuner as kt
 
 from . import kt_compat, schema
 from .budget import TimeBudget, format_duration
-from .cost import timed_fit, trained_cost
+from .cost import steady_seconds_per_epoch, timed_fit, trained_cost
 from .errors import StudyError
 from .factorial import run_label as factorial_run_label
 from .factorial import run_params as factorial_run_params
@@ -370,7 +370,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         # Cost beside accuracy, measured here after the fit (outside wall_time_s): a failed measurement
         # leaves its metrics out and logs one line, the trial is kept.
         extra.update(trained_cost(histories, f"trial {trial.trial_id}"))
-        self._last["fit_per_epoch"] = extra.get(schema.EPOCH_SECONDS)
+        self._last["fit_per_epoch"] = steady_seconds_per_epoch(histories)
         self.tracker.finish_trial(run_id, summary, extra)
         return histories
 

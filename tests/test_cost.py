@@ -71,6 +71,28 @@ def test_seconds_per_epoch_is_the_fits_time_over_their_epochs():
     assert cost.seconds_per_epoch([SimpleNamespace(fit_seconds=1.0, epoch=[])]) is None
 
 
+def test_the_steady_epoch_leaves_out_each_fits_first_epoch():
+    # The first epoch traces the model (3 s here); the epochs after it are what a longer fit pays.
+    fits = [SimpleNamespace(epoch_ends=[3.0, 3.5, 4.1]), SimpleNamespace(epoch_ends=[2.8, 3.5])]
+    assert cost.steady_seconds_per_epoch(fits) == pytest.approx(0.6)  # median of 0.5, 0.6, 0.7
+    assert cost.steady_seconds_per_epoch([SimpleNamespace(epoch_ends=[3.0])]) is None  # one epoch: nothing steady
+    assert cost.steady_seconds_per_epoch([SimpleNamespace(epoch=[0, 1])]) is None  # a fit nobody timed
+
+
+def test_a_timed_fit_keeps_each_epochs_end():
+    import keras
+
+    from study.model import LeNetConfig
+    from study.tuner import build_trial_model
+
+    keras.utils.set_random_seed(0)
+    x, y = np.random.default_rng(0).uniform(0, 255, (64, 28, 28, 1)).astype("float32"), np.arange(64) % 10
+    model = build_trial_model(LeNetConfig(epochs=3), None, 64)
+    history = cost.timed_fit(model, x, y, batch_size=32, epochs=3, verbose=0, steps_per_epoch=1)
+    assert len(history.epoch_ends) == 3 and all(b > a > 0 for a, b in zip(history.epoch_ends, history.epoch_ends[1:]))
+    assert history.epoch_ends[-1] <= history.fit_seconds
+
+
 def test_a_failing_measurement_is_one_log_line_and_no_metric(monkeypatch, caplog):
     def broken(model, **_):
         raise RuntimeError("no predict\nfunction here")

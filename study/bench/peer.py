@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import retrain, schema, tracking
 from ..budget import TimeBudget
-from ..cost import seconds_per_epoch
+from ..cost import steady_seconds_per_epoch
 from ..data import prepare_data
 from ..lazy import lazy
 from ..model import ConfigError
@@ -183,7 +183,7 @@ def run_optuna(space, settings, data_dir, budget_s: float, *, study: str, uri: s
         summary = tracking.summarise([log.history], config.epochs)
         wall = time.monotonic() - t0
         val = summary.best_val_accuracy
-        per_epoch = seconds_per_epoch([history]) if history is not None else None
+        per_epoch = steady_seconds_per_epoch([history]) if history is not None else None
         budget.record(str(trial.number), summary.epochs_run, val if state == "COMPLETE" else None,
                       fit_per_epoch=per_epoch)
         tracker.client.set_tag(run_id, schema.BENCH_OPTUNA_STATE, state if not summary.nan else "FAIL")
