@@ -28,6 +28,9 @@ import numpy as np
 
 from . import schema
 from .devices import cpu_cores
+from .lazy import lazy
+
+keras = lazy("keras")  # only for the epoch clock of a timed fit
 
 log = logging.getLogger("study.cost")
 
@@ -106,8 +109,6 @@ def trained_cost(histories: list, what: str, model=None) -> dict[str, float]:
 def _epoch_clock_class():
     """A Keras callback that keeps the perf_counter reading at the end of each epoch (Keras imported on first
     use: this module does not need it otherwise)."""
-    import keras
-
     class EpochClock(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.src import config as kt_config
 from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine.oracle import synchronized as kt_synchronized
@@ -37,6 +38,7 @@ from .lazy import lazy
 grpc = lazy("grpc")
 kt_protos = lazy("keras_tuner.src.protos")
 kt_oracle_chief = lazy("keras_tuner.src.distribute.oracle_chief")
+scipy_optimize = lazy("scipy.optimize")  # the Bayesian oracle's acquisition search
 
 # Trial statuses (keras_tuner.engine.trial.TrialStatus is public; the constants are re-exported for short names).
 TrialStatus = kt.engine.trial.TrialStatus
@@ -163,6 +165,45 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
     def reload(self):
         super().reload()
         self._rebuild_order()
+
+
+class BayesianOracle(kt.oracles.BayesianOptimizationOracle):
+    """keras-tuner's Gaussian-process oracle (its GP, its upper confidence bound, its random initial points)
+    with a cheaper search for the bound's optimum.
+
+    keras-tuner 1.4.8 minimises the bound by L-BFGS-B from 50 uniform random starts with finite-difference
+    gradients: about 25,000 one-point GP predictions, 8.4 s per proposal on a 2-core CPU with the default
+    space's 16 knobs and 5 finished trials; longer than the trial it proposes when trials are short. Here
+    the bound is scored on `raw_samples` uniform random points in one batched prediction and only the best
+    `restarts` of them are polished with L-BFGS-B (BoTorch's raw_samples/num_restarts heuristic for the
+    starting points): a few hundred milliseconds, and a start at least as good as the best random point.
+    """
+
+    raw_samples = 1024
+    restarts = 5
+
+    def populate_space(self, trial_id):
+        completed = [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
+        initial = self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
+        if len(completed) < initial:
+            return self._random_populate_space()
+        x, y = self._vectorize_trials()
+        self.gpr.fit(np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(y, posinf=0, neginf=0))
+
+        def bound(points):  # lower is better: keras-tuner frames every objective as a minimisation
+            mu, sigma = self.gpr.predict(np.atleast_2d(points), return_std=True)
+            return np.asarray(mu).ravel() - self.beta * np.asarray(sigma).ravel()
+
+        bounds = self._get_hp_bounds()
+        raw = self._random_state.uniform(bounds[:, 0], bounds[:, 1], size=(self.raw_samples, bounds.shape[0]))
+        scores = bound(raw)
+        best_x, best = raw[int(np.argmin(scores))], float(np.min(scores))
+        for start in raw[np.argsort(scores)[:self.restarts]]:
+            result = scipy_optimize.minimize(lambda p: float(bound(p)[0]), x0=start, bounds=bounds,
+                                             method="L-BFGS-B")
+            if float(result.fun) < best:
+                best_x, best = result.x, float(result.fun)
+        return {"status": TrialStatus.RUNNING, "values": self._vector_to_values(best_x)}
 
 
 # --------------------------------------------------------------------------- the tuner folder's files

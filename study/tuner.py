@@ -439,8 +439,9 @@ class TrackedRandomSearch(TrackedMixin, kt.RandomSearch):
     pass
 
 
-class TrackedBayesianOptimization(TrackedMixin, kt.BayesianOptimization):
-    pass
+class TrackedBayesianOptimization(TrackedMixin, kt.Tuner):
+    """Bayesian optimisation: keras-tuner's Gaussian-process oracle with a cheaper acquisition search
+    (kt_compat.BayesianOracle)."""
 
 
 class TrackedHyperband(TrackedMixin, kt.Hyperband):
@@ -568,8 +569,8 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
         # keras-tuner's default, 3 random points per dimension, would spend a small budget on random
         # trials only; a third of the budget (the start_with configurations among them) then the GP.
         initial = max(3, len(start), settings.max_trials // 3)
-        return start_with(TrackedBayesianOptimization(max_trials=settings.max_trials, num_initial_points=initial,
-                                                      **common, **tkw), start, settings)
+        oracle = kt_compat.BayesianOracle(max_trials=settings.max_trials, num_initial_points=initial, **common)
+        return start_with(TrackedBayesianOptimization(oracle=oracle, **tkw), start, settings)
     if tuner == "hyperband":
         t = TrackedHyperband(max_epochs=settings.epochs, factor=settings.hyperband_factor, **common, **tkw)
         # Hyperband's budget is max_epochs x factor; max_trials caps it as well.
