@@ -28,6 +28,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 from keras_tuner.src import utils as kt_utils
+from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 from keras_tuner.src.engine.oracle import synchronized as kt_synchronized
 from keras_tuner.src.tuners.gridsearch import LinkedList
 
@@ -204,6 +205,12 @@ class BayesianOracle(kt.oracles.BayesianOptimizationOracle):
             if float(result.fun) < best:
                 best_x, best = result.x, float(result.fun)
         return {"status": TrialStatus.RUNNING, "values": self._vector_to_values(best_x)}
+
+
+def trial_results(histories, objective, extra: dict[str, float]) -> dict[str, float]:
+    """What a trial reports to its oracle, as keras-tuner makes it of the fits' histories (the metrics of the
+    best epoch, averaged over executions), with `extra` metrics beside them (a pruned study's curve)."""
+    return {**kt_tuner_utils.convert_to_metrics_dict(histories, objective), **extra}
 
 
 # --------------------------------------------------------------------------- the tuner folder's files

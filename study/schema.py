@@ -135,9 +135,10 @@ def retrain_trial_id(value: str, seed: int) -> str:
 COMPLETED, FAILED, KILLED = "COMPLETED", "FAILED", "KILLED"
 TRIAL_STATUSES = (COMPLETED, FAILED, KILLED)
 # STOP_REASON of a child run.
-STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE = (
-    "early_stopping", "max_epochs", "nan", "invalid", "error", "at_chance")
-STOP_REASONS = (STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE)
+STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE, STOP_PRUNED = (
+    "early_stopping", "max_epochs", "nan", "invalid", "error", "at_chance", "pruned")
+STOP_REASONS = (STOP_EARLY, STOP_MAX_EPOCHS, STOP_NAN, STOP_INVALID, STOP_ERROR, STOP_CHANCE, STOP_PRUNED)
+# STOP_PRUNED: below the finished trials' median at that epoch (study.prune: median, study/pruning.py).
 # A trial stopped by the study's stop_at_chance: validation accuracy still below this after N epochs.
 CHANCE_ACCURACY = 0.2
 # MLflow run statuses the study sets.

@@ -28,6 +28,7 @@ from .knobs import (ACTIVATIONS, AUGMENTS, AUTO_AUGMENT, AUTO_AUGMENT_DEFAULT, C
                     KNOB_RANGES, LOSSES, LR_SCHEDULES, OPTIMIZERS, OUTPUTS, PADDINGS, POOLINGS)
 from .model import (ConfigError, LeNetConfig, field_types, format_widths, params_to_fields, parse_widths,
                     scalar_type)
+from .pruning import PRUNERS
 from .variants import VARIANTS
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -191,6 +192,9 @@ class StudySettings:
     # Seconds one invocation of the study may take, start to end (the file writes "15m", "45s", "1h"): trials
     # start only while the time left holds one more and the final run (study/budget.py). None: no budget.
     time_budget: float | None = None
+    # Stop a trial whose validation accuracy falls below the finished trials' median at the same epoch
+    # (Optuna's MedianPruner, study/pruning.py): "median", or "none".
+    prune: str = "none"
     description: str = ""
 
     def override(self, **changes: Any) -> "StudySettings":
@@ -284,6 +288,15 @@ def check_settings(s: StudySettings, where: str) -> None:
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= epochs.high:
             bad(key, f"need an integer, 0 (off) to {epochs.high}")
+    if s.prune not in PRUNERS:
+        bad("prune", "allowed: " + ", ".join(PRUNERS))
+    if s.prune != "none":
+        if s.kind in GRID_KINDS:
+            bad("prune", f"a kind: {s.kind} study runs every trial to the end (each is a measurement); leave it out")
+        if s.tuner == "hyperband":
+            bad("prune", "Hyperband stops trials early itself (successive halving); leave prune out")
+        if s.executions_per_trial != 1:
+            bad("prune", "a trial is judged epoch by epoch, which needs executions_per_trial: 1")
     budget = s.time_budget
     if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool)
                                or not 0 < budget < math.inf):

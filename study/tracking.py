@@ -298,6 +298,8 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         last_epoch = (epochs[-1] + 1) if epochs else 0
         if nan:
             reason = schema.STOP_NAN
+        elif getattr(hist, "stop_reason", None):  # set by whoever stopped the fit (a pruned trial)
+            reason = hist.stop_reason
         elif max_epochs and last_epoch < max_epochs and vacc and vacc[-1] < schema.CHANCE_ACCURACY:
             reason = schema.STOP_CHANCE
         elif max_epochs and last_epoch < max_epochs:
@@ -322,7 +324,7 @@ def summarise(histories: Iterable[Any], max_epochs: int | None = None) -> TrialS
         s.best_epoch = per_exec[0]["best_epoch"]
         s.epochs_run = int(max(e["epochs_run"] for e in per_exec))
         reasons = {e["stop_reason"] for e in per_exec}
-        s.stop_reason = next(r for r in (schema.STOP_NAN, schema.STOP_CHANCE, schema.STOP_EARLY,
+        s.stop_reason = next(r for r in (schema.STOP_NAN, schema.STOP_CHANCE, schema.STOP_PRUNED, schema.STOP_EARLY,
                                          schema.STOP_MAX_EPOCHS) if r in reasons or r == schema.STOP_MAX_EPOCHS)
     return s
 

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from . import kt_compat, schema
+from . import kt_compat, pruning, schema
 from .budget import TimeBudget, format_duration
 from .cost import steady_seconds_per_epoch, timed_fit, trained_cost
 from .errors import StudyError
@@ -248,7 +248,7 @@ class Progress:
         return sum(self.trial_epochs[self.done:self.total]) + self.final_epochs
 
     def trial_done(self, trial_id: str, label: str, status: str, val_acc: float, epochs: int,
-                   seconds: float, note: str = "", fit_per_epoch: float | None = None) -> None:
+                   seconds: float, note: str = "", fit_per_epoch: float | None = None, pruned: bool = False) -> None:
         self.done += 1
         self.finished_here += 1
         if status == schema.COMPLETED and math.isfinite(val_acc) and (self.best is None or val_acc > self.best[0]):
@@ -256,6 +256,8 @@ class Progress:
         elapsed = self.clock() - self.started
         n_of = f"{self.done}/{self.total}" if self.total else f"{self.done}"
         result = f"val_acc {val_acc:.4f}" if status == schema.COMPLETED else f"FAILED ({note})"
+        if pruned:
+            result += " (pruned)"
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -"
         self.epochs_here += max(0, epochs)
         if self.budget is not None:
@@ -280,6 +282,9 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+ALL_TRIALS = 1_000_000  # get_best_trials' count for "every completed trial"
+
+
 class TrackedMixin(kt_compat.DeclaredSpace):
     """Wraps keras-tuner's run_trial in an MLflow child run; placed before a keras-tuner tuner class."""
 
@@ -289,15 +294,39 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         self.settings = settings
         self.progress = progress
         self._last: dict[str, Any] = {}
+        self.pruner = pruning.pruner_for(settings.prune)  # None unless study.prune names one
+        self._curve: dict[int, float] = {}  # the running trial's validation accuracy per epoch
+        self._pruned = False
         super().__init__(*args, **kwargs)
+
+    def on_epoch_end(self, trial, model, epoch, logs=None):
+        """keras-tuner's hook after each epoch: with a pruner, stop the trial once the pruner says its curve falls
+        below the finished trials' (their curves come from the oracle: this process's, a worker's, a resumed
+        study's earlier trials)."""
+        super().on_epoch_end(trial, model, epoch, logs=logs)
+        value = (logs or {}).get(schema.OBJECTIVE)
+        if self.pruner is None or value is None or not math.isfinite(value):
+            return
+        self._curve[int(epoch)] = float(value)
+        finished = self.oracle.get_best_trials(num_trials=ALL_TRIALS)  # the completed ones, over gRPC for a worker
+        curves = [c for c in (pruning.curve_of(trial_metrics(t)) for t in finished) if c]
+        if self.pruner.should_stop(curves, self._curve):
+            model.stop_training = True
+            self._pruned = True
 
     def run_trial(self, trial, *args, **kwargs):
         """The trial trained in its own child run. A store that stays away (StoreUnavailable), even after
         the training, stops the search (StoreLost): its run is marked KILLED if the store lets it, and the
         trial, still RUNNING for keras-tuner, is trained and logged again when the study resumes."""
+        self._curve, self._pruned = {}, False
         try:
             with store_loss_stops_the_search():
-                return self._run_tracked_trial(trial, *args, **kwargs)
+                histories = self._run_tracked_trial(trial, *args, **kwargs)
+            if self.pruner is None:
+                return histories
+            # The curve goes to the oracle with the trial's result, where the next trials' pruning reads it.
+            return kt_compat.trial_results(histories, self.oracle.objective,
+                                           pruning.curve_metrics(self._curve, self._pruned))
         except StoreLost:
             if self._last.get("run_id"):
                 self.tracker.kill_trial(self._last["run_id"])
@@ -357,11 +386,15 @@ class TrackedMixin(kt_compat.DeclaredSpace):
         except BaseException:  # Ctrl-C or a killed process: the run must not stay RUNNING
             self.tracker.kill_trial(run_id)
             raise
+        if self._pruned:
+            for history in histories:
+                history.stop_reason = schema.STOP_PRUNED
         wall = time.monotonic() - started
         max_epochs = values.get("tuner/epochs", config.epochs)
         summary = summarise(histories, max_epochs)
         extra = {"param_count": count_params(config), "wall_time_s": wall}
-        self._last.update(epochs=summary.epochs_run, val_acc=summary.best_val_accuracy, run_id=run_id)
+        self._last.update(epochs=summary.epochs_run, val_acc=summary.best_val_accuracy, run_id=run_id,
+                          pruned=self._pruned)
         if summary.nan:
             reason = "diverged: the loss became NaN"
             self.tracker.fail_trial(run_id, reason, schema.STOP_NAN, summary, extra)
@@ -381,6 +414,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             self.progress.trial_done(
                 trial.trial_id, self._last["label"], status, self._last["val_acc"], self._last["epochs"],
                 time.monotonic() - self._last["t0"], self._last["note"], self._last.get("fit_per_epoch"),
+                pruned=self._last.get("pruned", False),
             )
         self._last = {}
 
@@ -428,6 +462,12 @@ class TrialCounts:
     @property
     def finished(self) -> int:
         return self.completed + self.failed
+
+
+def trial_metrics(trial) -> dict[str, float]:
+    """A finished trial's metrics as its oracle holds them: each metric's last value."""
+    tracker = trial.metrics
+    return {name: tracker.get_last_value(name) for name in tracker.metrics}
 
 
 def trial_counts(oracle) -> TrialCounts:

@@ -206,6 +206,7 @@ def fake_fits(monkeypatch):
         history = fit_model(*args, **kwargs)
         clock.now += SECONDS_PER_EPOCH * len(history.epoch)
         history.fit_seconds = SECONDS_PER_EPOCH * len(history.epoch)  # what the trial records as its fit's time
+        history.epoch_ends = [SECONDS_PER_EPOCH * (i + 1) for i in range(len(history.epoch))]  # ...and its epochs'
         return history
 
     monkeypatch.setattr(tuner, "fit_model", timed)

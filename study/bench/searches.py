@@ -7,8 +7,9 @@ still fit), one after the other in this process, in an order that rotates from s
 - `lenet-study`: the default study's design, `run_search` on search_spaces/lenet.yaml (`--space`): its
   tuner (Bayesian), its start_with configurations, its max_trials (`--max-trials`), its final run;
 - `optuna`: Optuna's TPE sampler with a MedianPruner, Optuna's defaults (bench/peer.py);
-- `random`: keras-tuner's random search over the same space through `run_search` (no start_with: pure
-  random draws, the baseline of Dodge et al.'s curve; max_trials unbounded, so the budget ends it).
+- `random`: keras-tuner's random search over the same space through `run_search` (no start_with, no pruning:
+  pure random draws trained in full, the baseline of Dodge et al.'s curve; max_trials unbounded, so the
+  budget ends it).
 Every search selects on validation accuracy and trains its chosen configuration as the study trains its
 final run (final_epochs); that model alone reads the test set. Every search is one parent run with a
 child run per trial in MLflow experiment `bench-search` of the usual store (tags schema.BENCH_*).
@@ -160,8 +161,9 @@ def bench_search(args, echo=print) -> dict:
          f"{f' ({base.train_samples} training samples)' if base.train_samples else ''}, trials of {base.epochs} "
          f"epoch(s), final runs of {base.final_epochs or base.epochs}; MLflow experiment {STUDY!r} in {uri} "
          f"(benchmark {bench_id})")
-    echo(f"lenet-study: {base.tuner} tuner, max_trials {base.max_trials}, {len(space.start_with)} start_with; "
-         f"random: keras-tuner random search, no start_with; optuna: {optuna_defaults()}, "
+    echo(f"lenet-study: {base.tuner} tuner, max_trials {base.max_trials}, {len(space.start_with)} start_with, "
+         f"prune {base.prune}; random: keras-tuner random search, no start_with, no pruning; "
+         f"optuna: {optuna_defaults()}, "
          f"{len(space.start_with)} start_with enqueued")
     tracking.client(uri).search_experiments()  # a new store's tables (seconds): before any search's clock starts
     found: dict[str, list[Searched]] = {OURS: [], OPTUNA: [], RANDOM: []}
@@ -182,7 +184,7 @@ def bench_search(args, echo=print) -> dict:
                     stop = schema.STOP_TIME_BUDGET
                 else:
                     side_space, side_settings = ((space, settings) if side == OURS else
-                                                 (random_space, settings.override(tuner="random",
+                                                 (random_space, settings.override(tuner="random", prune="none",
                                                                                   max_trials=RANDOM_MAX_TRIALS)))
                     run_id, val, test, stop = _run_study_side(side, side_space, side_settings, args, uri, tmp, tags,
                                                               say)
