@@ -22,8 +22,9 @@ from .quiet import quiet_startup
 from .report import (ReportError, findings_markers, include_findings, list_studies, load_study, run_notebooks,
                      write_report)
 from .search import StudyRequest, load_space_with_overrides, run_search
+from .pruning import PRUNERS
 from .space import load_space
-from .spacefile import time_budget_seconds
+from .spacefile import TUNERS, time_budget_seconds
 from .train import train_one
 from .variants import VARIANTS, get_variant
 
@@ -84,7 +85,7 @@ def study_request(args):
     budget = None if args.time_budget is None else time_budget_seconds(args.time_budget, "--time-budget")
     space, settings = load_space_with_overrides(
         args.space, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs, dataset=args.dataset,
-        executions_per_trial=args.executions_per_trial, seed=args.seed, time_budget=budget,
+        executions_per_trial=args.executions_per_trial, seed=args.seed, time_budget=budget, prune=args.prune,
     )
     check_folder("--log-dir", args.log_dir)
     return StudyRequest(space, settings, study=args.name, fresh=args.fresh, data_dir=args.data_dir,
@@ -181,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) a study: keras-tuner trials tracked in MLflow")
     s.add_argument("space", nargs="?", default="search_spaces/lenet.yaml")
-    s.add_argument("--tuner", choices=["random", "bayesian", "hyperband", "grid"])
+    s.add_argument("--tuner", choices=list(TUNERS))
+    s.add_argument("--prune", choices=list(PRUNERS),
+                   help="stop trials below the finished trials' median at an epoch (default: the space file's "
+                        "study.prune, else none)")
     s.add_argument("--max-trials", type=int)
     s.add_argument("--epochs", type=int)
     s.add_argument("--dataset")

@@ -8,8 +8,8 @@ module names such a package at its top as
     keras = lazy("keras")
 
 and the package is imported when an attribute is first read (`keras.layers`), not when the module is.
-Only heavy packages go through here (HEAVY lists them), and the two modules of this package that
-subclass keras-tuner's classes as they are imported (`study.tuner`, `study.kt_compat`): the modules
+Only heavy packages go through here (HEAVY lists them), and the three modules of this package that
+subclass keras-tuner's classes as they are imported (`study.tuner`, `study.kt_compat`, `study.tpe`): the modules
 that must stay light (the CLI, the search's set-up, the workers' flags) reach those through
 `lazy("study.tuner")` and the like. Every other import is an
 ordinary one at its module's top; tests/test_layers.py checks both, and counts these lazy imports when

@@ -35,10 +35,10 @@ def curve_metrics(curve: Mapping[int, float], pruned: bool) -> dict[str, float]:
     return out
 
 
-def curve_of(metrics: Mapping[str, float]) -> dict[int, float] | None:
+def curve_of(metrics: Mapping[str, float], pruned_too: bool = False) -> dict[int, float] | None:
     """The curve a finished trial reported (epoch -> validation accuracy), or None when it has none or was
-    pruned (as in Optuna, a pruned trial does not set the median)."""
-    if metrics.get(PRUNED_METRIC, 0.0):
+    pruned (as in Optuna, a pruned trial does not set the median) unless `pruned_too`."""
+    if metrics.get(PRUNED_METRIC, 0.0) and not pruned_too:
         return None
     curve = {int(name[len(CURVE_PREFIX):]): float(value) for name, value in metrics.items()
              if name.startswith(CURVE_PREFIX) and name[len(CURVE_PREFIX):].isdigit() and math.isfinite(value)}

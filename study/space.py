@@ -294,7 +294,7 @@ def _check_requires(source: str, knobs: dict[str, dict]) -> None:
                              f"add when: {{{parent}: {needed[0]}}} to {knob}, or fix {parent} to {needed[0]}")
 
 
-START_WITH_TUNERS = ("random", "bayesian")
+START_WITH_TUNERS = ("random", "bayesian", "tpe")
 
 
 def _start_with(source: str, raw: Any, knobs: dict[str, dict], settings: StudySettings) -> tuple[dict, ...]:

@@ -31,7 +31,7 @@ from .model import (ConfigError, LeNetConfig, field_types, format_widths, params
 from .pruning import PRUNERS
 from .variants import VARIANTS
 
-TUNERS = ("random", "bayesian", "hyperband", "grid")
+TUNERS = ("random", "bayesian", "tpe", "hyperband", "grid")
 TEST_EVALS = ("best", "all")
 KINDS = ("search", "ablation", "isolation", "factorial")  # compiled by study/ablation.py, isolation.py, factorial.py
 # The kinds compiled into a grid: kind -> (the test_eval they set, why, as check_settings says it).
@@ -294,9 +294,9 @@ def check_settings(s: StudySettings, where: str) -> None:
         if s.kind in GRID_KINDS:
             bad("prune", f"a kind: {s.kind} study runs every trial to the end (each is a measurement); leave it out")
         if s.tuner == "hyperband":
-            bad("prune", "Hyperband stops trials early itself (successive halving); leave prune out")
+            bad("prune", "Hyperband stops trials early itself (successive halving); leave prune out, or --prune none")
         if s.executions_per_trial != 1:
-            bad("prune", "a trial is judged epoch by epoch, which needs executions_per_trial: 1")
+            bad("prune", "a trial is judged epoch by epoch, which needs executions_per_trial: 1 (or --prune none)")
     budget = s.time_budget
     if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool)
                                or not 0 < budget < math.inf):

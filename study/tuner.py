@@ -30,6 +30,7 @@ from .files import is_disk_full
 from .kt_compat import ResumableGridOracle, TrialStatus
 from .model import ConfigError, LeNetConfig, build_lenet, count_params
 from .spacefile import StudySettings, parse_isolation, resolve_config
+from .tpe import TPEOracle
 from .tracking import StoreUnavailable, StudyTracker, summarise
 from .variants import VARIANTS
 
@@ -484,6 +485,10 @@ class TrackedBayesianOptimization(TrackedMixin, kt.Tuner):
     (kt_compat.BayesianOracle)."""
 
 
+class TrackedTPE(TrackedMixin, kt.Tuner):
+    """Optuna's TPE sampler proposing (study/tpe.py), everything else a study's."""
+
+
 class TrackedHyperband(TrackedMixin, kt.Hyperband):
     pass
 
@@ -611,6 +616,9 @@ def make_tuner(tuner: str, *, hypermodel: LeNetHyperModel, hyperparameters: kt.H
         initial = max(3, len(start), settings.max_trials // 3)
         oracle = kt_compat.BayesianOracle(max_trials=settings.max_trials, num_initial_points=initial, **common)
         return start_with(TrackedBayesianOptimization(oracle=oracle, **tkw), start, settings)
+    if tuner == "tpe":
+        return start_with(TrackedTPE(oracle=TPEOracle(max_trials=settings.max_trials, **common), **tkw), start,
+                          settings)
     if tuner == "hyperband":
         t = TrackedHyperband(max_epochs=settings.epochs, factor=settings.hyperband_factor, **common, **tkw)
         # Hyperband's budget is max_epochs x factor; max_trials caps it as well.

@@ -21,7 +21,7 @@ PACKAGE = ROOT / "study"
 # Bottom up; a module may import from its own layer and the ones below it. A package name covers its modules.
 LAYERS = (
     ("leaves", ("study", "study.errors", "study.lazy", "study.paths", "study.knobs", "study.files", "study.devices",
-                "study.quiet", "study.schema", "study.budget", "study.pruning", "study.kt_compat")),
+                "study.quiet", "study.schema", "study.budget", "study.pruning", "study.kt_compat", "study.tpe")),
     ("builder and data", ("study.model", "study.variants", "study.data", "study.cost")),
     ("space and study kinds", ("study.spacefile", "study.ablation", "study.isolation", "study.factorial", "study.space")),
     ("tracking", ("study.store", "study.bulk", "study.tracking")),
@@ -31,7 +31,7 @@ LAYERS = (
 )
 # Modules that import a heavy package at their top because they subclass its classes as they load; every
 # other module reaches them through study.lazy.
-HEAVY_MODULES = {"study.tuner", "study.kt_compat"}
+HEAVY_MODULES = {"study.tuner", "study.kt_compat", "study.tpe"}
 # The helpers of study/lazy.py whose first argument names a module.
 LAZY_CALLS = {"lazy", "load"}
 

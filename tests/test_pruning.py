@@ -44,9 +44,9 @@ def test_nothing_is_pruned_before_five_trials_finished_nor_within_the_warm_up():
 @pytest.mark.parametrize("extra, message", [
     ("prune: mean\n  tuner: random", "study.prune: 'mean' is not allowed; allowed: none, median"),
     ("prune: median\n  tuner: hyperband", "study.prune: 'median' is not allowed; Hyperband stops trials early "
-                                          "itself (successive halving); leave prune out"),
+                                          "itself (successive halving); leave prune out, or --prune none"),
     ("prune: median\n  tuner: random\n  executions_per_trial: 2", "study.prune: 'median' is not allowed; a trial is judged epoch by "
-                                                 "epoch, which needs executions_per_trial: 1"),
+                                                 "epoch, which needs executions_per_trial: 1 (or --prune none)"),
 ])
 def test_a_prune_setting_that_cannot_run_is_one_line_naming_the_file_and_key(tmp_path, extra, message):
     from study.space import load_space

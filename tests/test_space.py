@@ -45,7 +45,8 @@ def test_lenet_space_covers_the_issue_knobs():
     assert not hp.is_active("momentum")
     hp.values["optimizer"] = "sgd"
     assert hp.is_active("momentum")
-    assert space.settings.tuner == "bayesian" and space.settings.final_epochs > space.settings.epochs
+    assert space.settings.tuner == "tpe" and space.settings.final_epochs > space.settings.epochs
+    assert space.settings.prune == "median" and space.settings.time_budget is not None
     for knob in ("augment", "batch_norm", "dropout", "lr_schedule", "weight_decay", "label_smoothing"):
         assert knob in space.knobs
     # It starts from the best known configurations, each a buildable LeNet-5 with every knob named.

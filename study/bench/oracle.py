@@ -107,7 +107,7 @@ HEADER = ["oracle", "finished", "brought there by", "trials/s", "create ms (medi
 def study_oracle(tuner: str, space_path: str, size: int, window: int, directory: Path):
     """The tuner's oracle as a study builds it, with room for `size` + `window` trials (and Hyperband's
     schedule repeated until then)."""
-    space, settings = load_space_with_overrides(space_path, tuner=tuner, max_trials=size + window + 10)
+    space, settings = load_space_with_overrides(space_path, tuner=tuner, max_trials=size + window + 10, prune="none")
     made = tuner_module.make_tuner(
         tuner, hypermodel=tuner_module.LeNetHyperModel(settings), hyperparameters=space.hyperparameters(),
         settings=settings, tracker=None, progress=None, directory=str(directory), project_name=f"bench-{tuner}",

@@ -5,7 +5,8 @@ the weights and the oracles' draws), three searches get the same wall-clock budg
 to it by the study's time-budget rule (study/budget.py: a trial starts only while it and the final run
 still fit), one after the other in this process, in an order that rotates from seed to seed:
 - `lenet-study`: the default study's design, `run_search` on search_spaces/lenet.yaml (`--space`): its
-  tuner (Bayesian), its start_with configurations, its max_trials (`--max-trials`), its final run;
+  tuner (TPE through keras-tuner), its pruning, its start_with configurations, its max_trials
+  (`--max-trials`), its final run;
 - `optuna`: Optuna's TPE sampler with a MedianPruner, Optuna's defaults (bench/peer.py);
 - `random`: keras-tuner's random search over the same space through `run_search` (no start_with, no pruning:
   pure random draws trained in full, the baseline of Dodge et al.'s curve; max_trials unbounded, so the
