@@ -35,6 +35,12 @@ def curve_metrics(curve: Mapping[int, float], pruned: bool) -> dict[str, float]:
     return out
 
 
+def trial_metrics(trial) -> dict[str, float]:
+    """A keras-tuner trial's metrics as its oracle holds them (`trial.metrics`): each metric's last value."""
+    tracker = trial.metrics
+    return {name: tracker.get_last_value(name) for name in tracker.metrics}
+
+
 def curve_of(metrics: Mapping[str, float], pruned_too: bool = False) -> dict[int, float] | None:
     """The curve a finished trial reported (epoch -> validation accuracy), or None when it has none or was
     pruned (as in Optuna, a pruned trial does not set the median) unless `pruned_too`."""

@@ -98,17 +98,16 @@ class TPEOracle(kt.Oracle):
             if dist is None or hp.name not in values or not trial.hyperparameters.is_active(hp.name):
                 continue
             params[hp.name], dists[hp.name] = values[hp.name], dist
-        metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
+        metrics = pruning.trial_metrics(trial)
         curve = pruning.curve_of(metrics, pruned_too=True) or {}
         score = trial.score
+        state, value = states.FAIL, None  # failed, invalid, or finished without a score
         if trial.status == TrialStatus.COMPLETED and metrics.get(pruning.PRUNED_METRIC):
-            state, value = states.PRUNED, None
+            state = states.PRUNED
         elif trial.status == TrialStatus.COMPLETED and score is not None and math.isfinite(score):
             state, value = states.COMPLETE, float(score)
-        elif trial.status in (TrialStatus.FAILED, TrialStatus.INVALID) or trial.status == TrialStatus.COMPLETED:
-            state, value = states.FAIL, None
-        else:
-            state, value = states.RUNNING, None
+        elif trial.status == TrialStatus.RUNNING:  # another worker's, for the constant liar
+            state = states.RUNNING
         try:
             return optuna.trial.create_trial(state=state, value=value, params=params, distributions=dists,
                                              intermediate_values=curve if state == states.PRUNED else None)

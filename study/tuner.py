@@ -310,7 +310,7 @@ class TrackedMixin(kt_compat.DeclaredSpace):
             return
         self._curve[int(epoch)] = float(value)
         finished = self.oracle.get_best_trials(num_trials=ALL_TRIALS)  # the completed ones, over gRPC for a worker
-        curves = [c for c in (pruning.curve_of(trial_metrics(t)) for t in finished) if c]
+        curves = [c for c in (pruning.curve_of(pruning.trial_metrics(t)) for t in finished) if c]
         if self.pruner.should_stop(curves, self._curve):
             model.stop_training = True
             self._pruned = True
@@ -463,12 +463,6 @@ class TrialCounts:
     @property
     def finished(self) -> int:
         return self.completed + self.failed
-
-
-def trial_metrics(trial) -> dict[str, float]:
-    """A finished trial's metrics as its oracle holds them: each metric's last value."""
-    tracker = trial.metrics
-    return {name: tracker.get_last_value(name) for name in tracker.metrics}
 
 
 def trial_counts(oracle) -> TrialCounts:

@@ -106,3 +106,16 @@ def test_a_trial_below_the_median_stops_after_its_first_epoch_and_says_so(tmp_pa
     assert stops == {**{str(i): schema.STOP_MAX_EPOCHS for i in range(5)}, "5": schema.STOP_PRUNED}
     assert by_trial["5"].data.metrics["epochs_run"] == 1 and by_trial["5"].info.status == schema.RUN_FINISHED
     assert sum("(pruned) | 1 ep |" in line for line in lines) == 1
+
+
+def test_hyperband_on_the_default_study_is_refused_in_one_line_until_pruning_is_off(tmp_path, monkeypatch, capsys):
+    from study.cli import build_parser, study_request
+    from study.cli import main as cli_main
+
+    monkeypatch.chdir(ROOT)
+    assert cli_main(["search", "--tuner", "hyperband", "--log-dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lenet-study: error: command line: study.prune: 'median' is not allowed; Hyperband stops trials "
+                   "early itself (successive halving); leave prune out, or --prune none"]
+    args = build_parser().parse_args(["search", "--tuner", "hyperband", "--prune", "none"])
+    assert study_request(args).settings.prune == "none"
