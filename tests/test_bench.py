@@ -344,16 +344,16 @@ def test_oracle_benchmark_serves_every_oracle_through_the_chief_and_tabulates_sa
     windows = {name: (2, 4) for name in bench.TUNERS}
     figures = bench.bench_oracle(_args(only="oracle", sizes=(5,)), echo=lines.append, windows=windows, workers=2,
                                  mode="threads")
-    assert set(figures) == {"random", "bayesian", "hyperband", "grid"}
+    assert set(figures) == {"random", "bayesian", "tpe", "hyperband", "grid"}
     for tuner, by_size in figures.items():
         row = by_size[5]
-        assert row["finished"] == 5 and row["filled"] == ("replayed" if tuner == "bayesian" else "proposals")
+        assert row["finished"] == 5 and row["filled"] == ("replayed" if tuner in bench.REPLAYED else "proposals")
         assert row["trials"] == 4  # every simulated trial was created, reported and ended through the chief
         assert row["seconds"] > 0 and row["trials_per_s"] == pytest.approx(4 / row["seconds"])
         assert all(value > 0 for value in row["latency_ms"].values()) and row["create_p95_ms"] > 0
         assert row["workers_busy"] == pytest.approx(row["trials_per_s"] * bench.TRIAL_SECONDS)
     table = [line for line in lines if line.startswith("|")]
-    assert table[0].startswith("| oracle | finished | brought there by | trials/s |") and len(table) == 2 + 4
+    assert table[0].startswith("| oracle | finished | brought there by | trials/s |") and len(table) == 2 + 5
     assert lines[0].startswith("oracles served by the chief (gRPC, loopback) to simulated workers, on ")
     assert lines[-1].startswith("oracle cost: the slowest, ") and "sgd" not in lines  # keras-tuner's stray print
 

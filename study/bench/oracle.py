@@ -1,16 +1,16 @@
 """What the oracle costs (`make bench ARGS="--only oracle"`): each keras-tuner oracle the study uses, served by
 the real chief over gRPC to simulated workers, at 100 and 1,000 finished trials.
 
-For each tuner (random, bayesian, hyperband, grid) and each size (`--sizes`, default 100,1000) the oracle is
+For each tuner (random, bayesian, tpe, hyperband, grid) and each size (`--sizes`, default 100,1000) the oracle is
 built as a study builds it (tuner.make_tuner over search_spaces/lenet.yaml, or `--space`: the start_with
 configurations, the Bayesian third of random points, the grid's resumable order; max_trials the size plus
 what is measured), brought to that many finished trials, then served by study.parallel.chief.ChiefServer
 (keras-tuner's servicer, one request at a time, oracle.json saved after every ended trial) on loopback.
 Bringing it there: random, hyperband and grid answer that many real proposals in this process (create,
 update, end, as over gRPC but without the network); the Bayesian oracle, whose proposal fits a Gaussian
-process over every finished trial (about half a second a trial at 300), is given pre-made finished trials
-instead (random points of its space with random scores, replayed into its state as a resumed study's
-trials are): its next proposals then cost what they cost at that size. Hyperband runs its schedule again
+process over every finished trial (about half a second a trial at 300), and the TPE oracle, which gives
+Optuna every finished trial for each proposal, are given pre-made finished trials instead (random points of the space with made-up scores, replayed into the oracle's state as a resumed study's
+trials are): their next proposals then cost what they cost at that size. Hyperband runs its schedule again
 and again (hyperband_iterations) so that it reaches the size.
 
 Simulated workers request, report and end trials without training, as keras-tuner's tuner does for each
@@ -52,16 +52,18 @@ from ..search import load_space_with_overrides
 kt_compat = lazy("study.kt_compat")
 tuner_module = lazy("study.tuner")
 
-TUNERS = ("random", "bayesian", "hyperband", "grid")
+TUNERS = ("random", "bayesian", "tpe", "hyperband", "grid")
 SIZES = (100, 1000)
 # The Bayesian oracle's proposal at 1,000 finished trials took 100-210 s here (2 cores, loaded): by default it is
 # measured at 100 and 300; `--sizes` sets the sizes of every oracle, the Bayesian one's included.
 BAYESIAN_SIZES = (100, 300)
-REPLAYED = ("bayesian",)  # brought to size by replaying pre-made finished trials, not by proposals
+# Brought to size by replaying pre-made finished trials, not by proposals (each proposal of theirs reads every
+# finished trial: a thousand of them would take minutes).
+REPLAYED = ("bayesian", "tpe")
 WORKERS = 8  # simulated workers for the throughput
 TRIAL_SECONDS = 30.0  # the trial length the "workers kept busy" column assumes
 # Trials per measurement: (latency with one worker, throughput with WORKERS), per tuner.
-WINDOWS = {"bayesian": (1, 3)}
+WINDOWS = {"bayesian": (1, 3), "tpe": (3, 10)}
 DEFAULT_WINDOW = (20, 100)
 IDLE_WAIT_S = 0.01
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "lenet.yaml"
@@ -322,8 +324,8 @@ def bench_oracle(args, echo=print, *, tuners=TUNERS, windows: dict | None = None
     space_path = args.space or str(DEFAULT_SPACE)
     windows = {**{t: WINDOWS.get(t, DEFAULT_WINDOW) for t in tuners}, **(windows or {})}
     echo(f"oracles served by the chief (gRPC, loopback) to simulated workers, on {cpu_model()}; space "
-         f"{Path(space_path).name}; latency: 1 worker, throughput: {workers} workers; the Bayesian oracle brought "
-         f"to size by replaying pre-made finished trials, the others by their own proposals"
+         f"{Path(space_path).name}; latency: 1 worker, throughput: {workers} workers; the Bayesian and TPE oracles "
+         f"brought to size by replaying pre-made finished trials, the others by their own proposals"
          + ("" if given else f"; the Bayesian one at {' and '.join(f'{n:,}' for n in BAYESIAN_SIZES)} finished "
                              "trials (its proposals take minutes at 1,000; --sizes 100,1000 measures it there)"))
     rows: list[OracleRow] = []
