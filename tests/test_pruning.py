@@ -119,3 +119,39 @@ def test_hyperband_on_the_default_study_is_refused_in_one_line_until_pruning_is_
                    "early itself (successive halving); leave prune out, or --prune none"]
     args = build_parser().parse_args(["search", "--tuner", "hyperband", "--prune", "none"])
     assert study_request(args).settings.prune == "none"
+
+
+def test_a_workers_client_reads_the_curves_the_finished_trials_sent_to_the_chief(tmp_path, monkeypatch):
+    """Over gRPC, as a worker prunes: one client reports a trial with its curve (what TrackedMixin.run_trial
+    returns), another reads it back from the chief with get_best_trials and the pruner judges against it."""
+    import keras_tuner as kt
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    from study import kt_compat
+    from study.parallel.chief import ChiefServer
+    from study.pruning import trial_metrics
+
+    hp = kt.HyperParameters()
+    hp.Choice("units", [1, 2, 3, 4, 5, 6, 7, 8])
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective(schema.OBJECTIVE, "max"), max_trials=10,
+                                           hyperparameters=hp, seed=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    chief = ChiefServer(oracle).start()
+    try:
+        monkeypatch.setenv("KERASTUNER_ORACLE_IP", chief.host)
+        monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(chief.port))
+        monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker0")
+        reporter = OracleClient(oracle)
+        for curve in FINISHED:
+            trial = reporter.create_trial("worker0")
+            reporter.update_trial(trial.trial_id, {schema.OBJECTIVE: max(curve.values()),
+                                                   **curve_metrics(curve, pruned=False)})
+            trial.status = kt_compat.TrialStatus.COMPLETED
+            reporter.end_trial(trial)
+        monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
+        finished = OracleClient(oracle).get_best_trials(num_trials=1_000_000)
+        curves = [curve_of(trial_metrics(t)) for t in finished]
+        assert sorted(curves, key=lambda c: c[0]) == [pytest.approx(c) for c in FINISHED]  # float32 over gRPC
+        assert MedianStop().should_stop(curves, {0: 0.65}) and not MedianStop().should_stop(curves, {0: 0.75})
+    finally:
+        chief.stop()
