@@ -38,6 +38,7 @@ from .lazy import lazy
 from .lock import StudyLock
 from .model import ConfigError, LeNetConfig
 from .paths import study_folder, tuner_root
+from .progress import Progress
 from .space import Space, StudySettings, check_space_for_dataset, load_space, resolve_config
 from .state import repair_tuner_state, replay_trials
 
@@ -446,7 +447,7 @@ def run_search(request: StudyRequest, echo=print) -> SearchResult:
         opened = open_study(request, echo=echo, budget=budget)
         (x_tr, y_tr), (x_val, y_val) = opened.train, opened.val
         with opened.tracker.parent_status(), interrupt_note(echo):
-            progress = tuner_module.Progress(None, echo=echo, budget=budget)
+            progress = Progress(None, echo=echo, budget=budget)
             tuner = make_study_tuner(request, opened, progress, echo, budget=budget)
             announce_resume(tuner, progress, request, echo)
             # keras-tuner's two collections per model build then skip the libraries and the data

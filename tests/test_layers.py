@@ -21,7 +21,7 @@ PACKAGE = ROOT / "study"
 # Bottom up; a module may import from its own layer and the ones below it. A package name covers its modules.
 LAYERS = (
     ("leaves", ("study", "study.errors", "study.lazy", "study.paths", "study.knobs", "study.files", "study.devices",
-                "study.quiet", "study.schema", "study.budget", "study.pruning", "study.kt_compat", "study.tpe")),
+                "study.quiet", "study.schema", "study.budget", "study.progress", "study.pruning", "study.kt_compat", "study.tpe")),
     ("builder and data", ("study.model", "study.variants", "study.data", "study.cost")),
     ("space and study kinds", ("study.spacefile", "study.ablation", "study.isolation", "study.factorial", "study.space")),
     ("tracking", ("study.store", "study.bulk", "study.tracking")),

@@ -403,11 +403,12 @@ def test_time_left_is_counted_in_the_epochs_the_plan_still_holds(monkeypatch):
     import keras_tuner as kt
 
     from study import kt_compat, tuner
+    from study.progress import Progress
 
     clock = [100.0]
     monkeypatch.setattr(tuner.time, "monotonic", lambda: clock[0])
     lines = []
-    progress = tuner.Progress(4, echo=lines.append)
+    progress = Progress(4, echo=lines.append)
     progress.trial_epochs, progress.final_epochs = [1, 1, 3, 9], 5
     clock[0] += 10  # a 1-epoch trial took 10 s: 10 s per epoch
     progress.trial_done("0", "relu", schema.COMPLETED, 0.9, 1, 10.0)

@@ -34,6 +34,7 @@ from ..devices import gpu_assignment, visible_gpu_ids
 from ..errors import SearchError
 from ..lazy import lazy, load
 from ..paths import study_folder
+from ..progress import Progress
 from ..search import (StudyRequest, announce_resume, claim_study, finish_study, finished_result, interrupt_note,
                       make_study_tuner, no_space_as_error, open_study, record_search_stop, remove_study_folder,
                       study_budget)
@@ -185,7 +186,7 @@ def _end_trial_once(oracle, trial, chief: ChiefServer) -> bool:
 
 
 class ProgressView:
-    """One line per finished trial, whichever worker ran it: tuner.Progress fed from the oracle and MLflow."""
+    """One line per finished trial, whichever worker ran it: progress.Progress fed from the oracle and MLflow."""
 
     def __init__(self, progress, oracle, tracker, settings, echo=print):
         self.progress = progress
@@ -329,7 +330,7 @@ def _run_chief(request: StudyRequest, *, pool: WorkerPool, n: int, threads: int,
     chief = None
     with tracker.parent_status(), interrupt_note(echo):
         try:
-            progress = tuner_module.Progress(None, echo=echo, budget=budget)
+            progress = Progress(None, echo=echo, budget=budget)
             tuner = make_study_tuner(request, opened, budget=budget)  # progress: from the view below, not the tuner
             oracle = tuner.oracle
             oracle.verbose = 0  # the progress view prints instead of keras-tuner's Display

@@ -28,6 +28,7 @@ from ..errors import SearchError
 from ..files import name_problem
 from ..lazy import lazy
 from ..paths import study_folder, tuner_root
+from ..progress import Progress
 from ..search import guard_trials, no_space_as_error, search_callbacks
 from ..space import StudySettings, load_space
 from ..store import wait_http
@@ -163,7 +164,7 @@ def work(request: WorkerRequest, host: str, port: int, echo=print) -> int:
     tuner = tuner_module.make_tuner(
         settings.tuner, hypermodel=tuner_module.LeNetHyperModel(settings, ds.input_shape, len(y_tr)),
         hyperparameters=joined.space.hyperparameters(), settings=settings, tracker=tracker,
-        progress=tuner_module.Progress(None, echo=echo), directory=str(tuner_root(log_dir)),
+        progress=Progress(None, echo=echo), directory=str(tuner_root(log_dir)),
         project_name=joined.study,
         overwrite=False,  # never: the folder may be the chief's
     )
