@@ -7,7 +7,7 @@ TRIAL_KIND retrain, TRIAL_ID schema.retrain_trial_id) evaluated on the test set:
 that read it. Retrains already FINISHED in the store for this search, of the value's current best
 configuration, are kept, not trained again, so a study interrupted here resumes where it stopped (and one
 resumed with more trials retrains a value whose best has changed). Seed-major: every value gets a seed
-before any gets the next, so an interrupted phase 2 holds complete pairs. search.finish_study calls it.
+before any gets the next, so an interrupted phase 2 holds complete pairs. finish.finish_study calls it.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def best_nuisance_runs(tracker) -> dict[str, object]:
 
 
 def retrain_best(opened, settings, values: list[str], echo=print) -> Retrained:
-    """Phase 2 for `opened` (search.OpenedStudy): every value's best configuration with each retrain seed
+    """Phase 2 for `opened` (finish.OpenedStudy): every value's best configuration with each retrain seed
     (study.seed+1 .. study.seed+seeds), skipping retrains this search already finished."""
     tracker = opened.tracker
     best = best_nuisance_runs(tracker)

@@ -25,7 +25,7 @@ LAYERS = (
     ("builder and data", ("study.model", "study.variants", "study.data", "study.cost")),
     ("space and study kinds", ("study.spacefile", "study.ablation", "study.isolation", "study.factorial", "study.space")),
     ("tracking", ("study.store", "study.bulk", "study.tracking")),
-    ("search", ("study.tuner", "study.state", "study.lock", "study.retrain", "study.search")),
+    ("search", ("study.tuner", "study.state", "study.lock", "study.retrain", "study.finish", "study.search")),
     ("parallel, report and tools", ("study.parallel", "study.report", "study.bench", "study.predict", "study.train")),
     ("cli", ("study.cli",)),
 )

@@ -25,7 +25,7 @@ from ..cost import steady_seconds_per_epoch
 from ..data import prepare_data
 from ..lazy import lazy
 from ..model import ConfigError
-from ..search import OpenedStudy
+from ..finish import OpenedStudy
 from ..spacefile import hp_value, resolve_config
 from .common import fresh_trial_model
 

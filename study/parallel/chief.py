@@ -13,7 +13,7 @@
   and its trial goes back to the oracle as INVALID (keras-tuner retries it once).
 - It prints one progress line per finished trial, whichever worker ran it.
 - After the last trial the test set is evaluated once and the best model is
-  logged, exactly as in the single-process search (search.finish_study).
+  logged, exactly as in the single-process search (finish.finish_study).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from pathlib import Path
 from .. import schema, tracking
 from ..devices import gpu_assignment, visible_gpu_ids
 from ..errors import SearchError
+from ..finish import finish_study
 from ..lazy import lazy, load
 from ..paths import study_folder
 from ..progress import Progress
-from ..search import (StudyRequest, announce_resume, claim_study, finish_study, finished_result, interrupt_note,
-                      make_study_tuner, no_space_as_error, open_study, record_search_stop, remove_study_folder,
-                      study_budget)
+from ..search import (StudyRequest, announce_resume, claim_study, finished_result, interrupt_note, make_study_tuner,
+                      no_space_as_error, open_study, record_search_stop, remove_study_folder, study_budget)
 from .net import LOOPBACK, connect_host, free_port, hostport, is_loopback, parse_address
 from .server import LocalTrackingServer
 from .supervise import (POLL_S, TERMINATING, Supervisor, WorkerPool, cpu_cores, parse_workers,
@@ -236,7 +236,7 @@ def start_local_workers(*, n: int, threads: int, oracle: str, study: str, reques
 
 
 def launch(request: StudyRequest, echo=print, start_workers=start_local_workers):
-    """Run one study with N local worker processes (and any remote ones); returns a search.SearchResult.
+    """Run one study with N local worker processes (and any remote ones); returns a finish.SearchResult.
 
     Start-up order is chosen for a 2-core machine: the tracking server and the workers start
     first (each needs ~10 s to import MLflow/TensorFlow), while this process opens the study.

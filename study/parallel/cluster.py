@@ -311,7 +311,7 @@ class ChiefActor:
 
 def run_on_ray(request: StudyRequest, echo=print):
     """`lenet-study search SPACE --ray ADDRESS` (request.ray): the study's chief and workers as actors on a Ray
-    cluster; returns the search.SearchResult the chief's launch returns."""
+    cluster; returns the finish.SearchResult the chief's launch returns."""
     address = ray_address(request.ray)
     if request.oracle_bind:
         raise SearchError("--oracle-bind: not with --ray (the chief serves the oracle on its node's address)")
